@@ -1,0 +1,3 @@
+from related.cli import main
+
+main()

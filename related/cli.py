@@ -1,0 +1,271 @@
+"""The command line: options -> one library call -> output. Errors become exit codes here.
+
+Exit codes: 0 success, 1 runtime failure (database unreachable, write failed), 2 bad usage or
+configuration (unknown setting, missing table or column, no entries), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from related import __version__
+from related.config import Settings, SourceSettings, load_settings, setting_infos
+from related.db import connect, mask_url
+from related.errors import RelatedError
+from related.pipeline import RunReport, run_job
+from related.progress import NoProgress, Progress
+
+log = logging.getLogger("related")
+
+
+class RelatedGroup(click.Group):
+    """Turns library errors into one line on stderr and the error's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RelatedError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; the previous results were left as they were.", err=True)
+            ctx.exit(130)
+
+
+def _setting_options(sections: set[str]) -> Callable[[Callable], Callable]:
+    """One flag per setting of the given sections, named like the setting (--top-k)."""
+
+    def decorate(command: Callable) -> Callable:
+        for info in reversed([i for i in setting_infos() if i.section in sections]):
+            kind = info.type
+            if kind is bool:
+                option = click.option(
+                    f"{info.flag}/--no-{info.flag[2:]}", info.name, default=None, help=info.help
+                )
+            else:
+                click_type: Any = {int: int, float: float}.get(kind, str)
+                option = click.option(
+                    info.flag, info.name, type=click_type, default=None, help=info.help
+                )
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _common_options(command: Callable) -> Callable:
+    command = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="TOML config file (default: $RELATED_CONFIG, else ./related.toml if present).",
+    )(command)
+    command = click.option(
+        "--database-url",
+        default=None,
+        help="Database URL; overrides $DATABASE_URL. sqlite:///blog.db or postgresql://...",
+    )(command)
+    return command
+
+
+def _settings(config_path: str | None, overrides: dict[str, Any]) -> Settings:
+    return load_settings(environ=os.environ, config_path=config_path, overrides=overrides)
+
+
+def _progress_factory(quiet: bool) -> Callable[[str, int], Progress | NoProgress]:
+    if quiet:
+        return NoProgress
+    return lambda label, total: Progress(label, total)
+
+
+@click.group(cls=RelatedGroup)
+@click.version_option(__version__, prog_name="related")
+@click.option("-v", "--verbose", is_flag=True, help="Log each stage on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """Related entries for Japanese blogs: MeCab tokens, TF-IDF, top-k cosine neighbours.
+
+    Reads the published entries from DATABASE_URL, computes each entry's most similar
+    entries and writes them back to a results table in one transaction.
+    """
+    level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("related: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    ctx.obj = {"quiet": quiet}
+
+
+@cli.command()
+@_common_options
+@click.option("--dry-run", is_flag=True, help="Compute everything, write nothing.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="Run summary format on stdout.",
+)
+@_setting_options({"source", "tokenizer", "vectors", "neighbours", "output"})
+@click.pass_context
+def run(
+    ctx: click.Context,
+    database_url: str | None,
+    config_path: str | None,
+    dry_run: bool,
+    output_format: str,
+    **overrides: Any,
+) -> None:
+    """Compute related entries and write them to the results table.
+
+    \b
+    Example:
+        DATABASE_URL=sqlite:///blog.db related run
+        related run --database-url postgresql://blog@db.example.com/blog --top-k 5
+        related run --dry-run --format json
+    """
+    settings = _settings(config_path, {**overrides, "database_url": database_url})
+    report = run_job(settings, dry_run=dry_run, progress=_progress_factory(ctx.obj["quiet"]))
+    if output_format == "json":
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
+    else:
+        click.echo(format_report(report))
+
+
+def format_report(report: RunReport) -> str:
+    lines = [
+        f"{report.entries} entries, {report.terms} terms, {report.nnz} nonzeros -> "
+        f"{report.pairs} related pairs"
+        + (
+            f" ({report.entries_without_terms} entries without terms)"
+            if report.entries_without_terms
+            else ""
+        )
+    ]
+    if report.write is None:
+        lines.append(f"dry run: nothing written to {report.results_table} in {report.database}")
+    else:
+        w = report.write
+        lines.append(
+            f"wrote {w.table} in {report.database}: {w.total} rows "
+            f"({w.inserted} inserted, {w.updated} updated, {w.deleted} deleted)"
+        )
+    lines.append("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in report.seconds.items()))
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("entry_id")
+@_common_options
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="Output format on stdout.",
+)
+@_setting_options({"source", "output"})
+def show(
+    entry_id: str,
+    database_url: str | None,
+    config_path: str | None,
+    output_format: str,
+    **overrides: Any,
+) -> None:
+    """Show the stored related entries of ENTRY_ID, with titles and scores.
+
+    \b
+    Example:
+        related show 42
+        related show my-first-post --format json
+    """
+    settings = _settings(config_path, {**overrides, "database_url": database_url})
+    with connect(settings.require_database_url()) as db:
+        title, neighbours = db.read_neighbours(
+            entry_id, results_table=settings.output.results_table, source=settings.source
+        )
+    if output_format == "json":
+        payload = {
+            "entry_id": entry_id,
+            "title": title,
+            "related": [n.__dict__ for n in neighbours],
+        }
+        click.echo(json.dumps(payload, ensure_ascii=False, default=str))
+        return
+    click.echo(format_neighbours(entry_id, title, neighbours))
+
+
+def format_neighbours(entry_id: Any, title: str | None, neighbours: list) -> str:
+    lines = [f"{entry_id}  {title if title is not None else '(entry not found in the source)'}"]
+    if not neighbours:
+        lines.append("  (no related entries stored)")
+    for n in neighbours:
+        lines.append(f"  {n.rank:>2}. {n.score:.3f}  {n.related_entry_id}  {n.title or ''}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option(
+    "--database-url",
+    default="sqlite:///related-demo.db",
+    show_default=True,
+    help="Where to create the sample database (SQLite).",
+)
+@click.option("--top-k", default=5, show_default=True, help="Related entries per entry.")
+@click.pass_context
+def demo(ctx: click.Context, database_url: str, top_k: int) -> None:
+    """Create a sample SQLite blog, run the job on it and show a few results.
+
+    \b
+    Example:
+        related demo
+        related demo --database-url sqlite:////tmp/demo.db
+    """
+    from related.db import sqlite_path
+    from related.sample import SAMPLE_SOURCE, create_sample_database, sample_entries
+
+    path = Path(sqlite_path(database_url))
+    count = create_sample_database(path)
+    click.echo(f"created {count} sample entries in {mask_url(database_url)}")
+    settings = load_settings(
+        environ={},
+        overrides={
+            "database_url": database_url,
+            "top_k": top_k,
+            **{k: getattr(SAMPLE_SOURCE, k) for k in ("tags_column", "source_where")},
+        },
+    )
+    report = run_job(settings, progress=_progress_factory(ctx.obj["quiet"]))
+    click.echo(format_report(report))
+    shown_topics: set[str] = set()
+    with connect(database_url) as db:
+        for entry in sample_entries():
+            if (
+                entry["category"] in shown_topics
+                or not entry["published"]
+                or len(shown_topics) >= 3
+            ):
+                continue
+            shown_topics.add(entry["category"])
+            title, neighbours = db.read_neighbours(
+                str(entry["id"]),
+                results_table=settings.output.results_table,
+                source=SourceSettings(),
+            )
+            click.echo("")
+            click.echo(format_neighbours(entry["id"], title, neighbours))
+
+
+def main() -> None:
+    cli(prog_name="related")

@@ -1,0 +1,374 @@
+"""Settings as frozen dataclasses, resolved from defaults < config file < environment < flags.
+
+Every setting has ONE name used everywhere: the field ``top_k`` is the TOML key ``top_k`` (in
+its section, ``[neighbours]``), the environment variable ``RELATED_TOP_K`` and the flag
+``--top-k``. The database URL is the exception users expect: ``DATABASE_URL``.
+
+Nothing here reads the environment or the disk at import time; ``load_settings`` is given the
+environment and the overrides explicitly, so tests and library users control every input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from related.errors import ConfigError
+
+ENV_PREFIX = "RELATED_"
+DEFAULT_CONFIG_FILE = "related.toml"
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where entries come from: a table (with optional columns) or a SQL query."""
+
+    source_table: str = _setting("entries", "Table holding the entries.")
+    id_column: str = _setting("id", "Entry id column (integer or text; its type is kept).")
+    title_column: str = _setting("title", "Title column.")
+    body_column: str = _setting("body", "Body column (HTML, Markdown or plain text).")
+    tags_column: str | None = _setting(
+        None, "Optional tags column: a delimited string or an array."
+    )
+    category_column: str | None = _setting(None, "Optional category column.")
+    updated_at_column: str | None = _setting(None, "Optional last-modified column.")
+    source_where: str | None = _setting(
+        None,
+        "Optional SQL condition selecting published entries, e.g. \"status = 'published'\". "
+        "Trusted configuration, like source_query.",
+    )
+    source_query: str | None = _setting(
+        None,
+        "A SQL query returning id, title, body[, tags][, category][, updated_at]; "
+        "replaces source_table and the column settings.",
+    )
+    tags_separator: str = _setting(",", "Separator for tags stored as one string.")
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """How text becomes terms. Field weights multiply a term's count in that field."""
+
+    title_weight: float = _setting(3.0, "Weight of a term in the title relative to the body.")
+    tags_weight: float = _setting(3.0, "Weight of a term in the tags relative to the body.")
+    category_weight: float = _setting(1.0, "Weight of a term in the category.")
+    keep_pos: tuple[str, ...] = _setting(
+        ("名詞",), "UniDic part-of-speech prefixes to keep (名詞 = nouns, incl. proper nouns)."
+    )
+    drop_pos: tuple[str, ...] = _setting(
+        ("名詞-数詞",), "Part-of-speech prefixes to drop even when kept above (numerals)."
+    )
+    stop_words: tuple[str, ...] = _setting((), "Terms never used (compared after lower-casing).")
+
+
+@dataclass(frozen=True)
+class VectorSettings:
+    """TF-IDF weighting (see vectorize.py for the exact formula)."""
+
+    sublinear_tf: bool = _setting(True, "Use 1 + log(count) instead of the raw count.")
+    min_df: int = _setting(1, "Ignore terms found in fewer entries than this.")
+    max_df: float = _setting(1.0, "Ignore terms found in more than this share of entries.")
+
+
+@dataclass(frozen=True)
+class NeighbourSettings:
+    top_k: int = _setting(10, "Related entries kept per entry (1-1000).")
+    min_score: float = _setting(
+        0.0, "Minimum cosine score (0-1) for a related entry; 0 keeps every positive score."
+    )
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    results_table: str = _setting("related_entries", "Table the results are written to.")
+
+
+SECTIONS: dict[str, type] = {
+    "source": SourceSettings,
+    "tokenizer": TokenizerSettings,
+    "vectors": VectorSettings,
+    "neighbours": NeighbourSettings,
+    "output": OutputSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    source: SourceSettings = field(default_factory=SourceSettings)
+    tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
+    vectors: VectorSettings = field(default_factory=VectorSettings)
+    neighbours: NeighbourSettings = field(default_factory=NeighbourSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError(
+                "No database given. Set DATABASE_URL (e.g. sqlite:///blog.db or "
+                "postgresql://user@host/dbname), pass --database-url, or put database_url "
+                "in the config file."
+            )
+        return self.database_url
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """One setting as documented: where it lives and how to spell it."""
+
+    section: str
+    name: str
+    default: Any
+    help: str
+    type: Any
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def setting_infos() -> list[SettingInfo]:
+    """Every setting, in section order: drives env parsing, TOML parsing and the README table."""
+    infos = []
+    for section, cls in SECTIONS.items():
+        hints = _field_types(cls)
+        for f in dataclasses.fields(cls):
+            infos.append(SettingInfo(section, f.name, f.default, f.metadata["help"], hints[f.name]))
+    return infos
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolution
+
+
+def load_settings(
+    *,
+    environ: Mapping[str, str],
+    config_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve settings: defaults < config file < environment < ``overrides`` (flags).
+
+    ``config_path`` None means: ``RELATED_CONFIG`` if set, else ``related.toml`` in the working
+    directory if it exists. ``overrides`` maps setting names (``top_k``) to values; None values
+    are ignored so that unset flags fall through.
+    """
+    values: dict[str, Any] = {}
+    database_url: str | None = None
+
+    path = config_path or environ.get(ENV_PREFIX + "CONFIG")
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        file_values = _read_config_file(Path(path))
+        database_url = file_values.pop("database_url", None)
+        values.update(file_values)
+
+    infos = {info.name: info for info in setting_infos()}
+    for name, info in infos.items():
+        raw = environ.get(info.env_var)
+        if raw is not None:
+            values[name] = _parse_env_value(info, raw)
+    database_url = (
+        environ.get("DATABASE_URL") or environ.get("RELATED_DATABASE_URL") or database_url
+    )
+
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name == "database_url":
+            database_url = value
+        elif name in infos:
+            values[name] = _coerce(infos[name], value, origin=infos[name].flag)
+        else:
+            raise ConfigError(f"Unknown setting {name!r}.")
+
+    sections = {}
+    for section, cls in SECTIONS.items():
+        own = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
+        sections[section] = cls(**own)
+    settings = Settings(database_url=database_url or None, **sections)
+    validate_settings(settings)
+    return settings
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            document = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"Config file {path} does not exist. Check --config / RELATED_CONFIG."
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from None
+
+    infos = {info.name: info for info in setting_infos()}
+    values: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "database_url":
+            if not isinstance(value, str):
+                raise ConfigError(f"{path}: database_url must be a string.")
+            values[key] = value
+            continue
+        if key not in SECTIONS:
+            raise ConfigError(
+                f"{path}: unknown key {key!r}.{_did_you_mean(key, [*SECTIONS, 'database_url'])} "
+                f"Top-level keys are database_url and the sections {', '.join(SECTIONS)}."
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: [{key}] must be a table (section).")
+        allowed = [f.name for f in dataclasses.fields(SECTIONS[key])]
+        for name, item in value.items():
+            if name not in allowed:
+                raise ConfigError(
+                    f"{path}: unknown setting {name!r} in [{key}].{_did_you_mean(name, allowed)} "
+                    f"Settings of [{key}]: {', '.join(allowed)}."
+                )
+            values[name] = _coerce(infos[name], item, origin=f"{path} [{key}] {name}")
+    return values
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_env_value(info: SettingInfo, raw: str) -> Any:
+    """Environment values are strings: lists are comma-separated, '' unsets an optional."""
+    kind = _base_type(info.type)
+    if kind is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ConfigError(f"{info.env_var}={raw!r} is not a boolean. Use true or false.")
+    if raw == "" and _is_optional(info.type):
+        return None
+    return _coerce(info, raw, origin=info.env_var)
+
+
+def _coerce(info: SettingInfo, value: Any, *, origin: str) -> Any:
+    kind = _base_type(info.type)
+    if value is None and _is_optional(info.type):
+        return None
+    try:
+        if kind is tuple:
+            if isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise TypeError
+            return tuple(value)
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{origin}: {value!r} is not a valid {kind.__name__} for {info.name}.")
+
+
+def _is_optional(tp: Any) -> bool:
+    return type(None) in typing.get_args(tp)
+
+
+def _base_type(tp: Any) -> type:
+    """str | None -> str, tuple[str, ...] -> tuple, float -> float."""
+    if typing.get_origin(tp) is tuple:
+        return tuple
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if args else tp
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation, once, at the public edge
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def validate_identifier(value: str, setting: str, *, qualified: bool = False) -> tuple[str, ...]:
+    """Check a table or column name from configuration; return its parts (schema, name).
+
+    Names are restricted to letters, digits and underscores (and one dot for a schema when
+    ``qualified``). They are still quoted with sql.Identifier when composed, but refusing odd
+    names up front turns a hostile or mistyped value into a clear configuration error.
+    """
+    parts = tuple(value.split(".")) if qualified else (value,)
+    if len(parts) > 2 or not all(_IDENTIFIER.match(p) for p in parts):
+        hint = " (optionally schema.table)" if qualified else ""
+        raise ConfigError(
+            f"{setting} = {value!r} is not a valid name: use letters, digits and underscores"
+            f"{hint}, starting with a letter or underscore. For anything else use source_query."
+        )
+    return parts
+
+
+def validate_settings(settings: Settings) -> None:
+    src = settings.source
+    if src.source_query is None:
+        validate_identifier(src.source_table, "source_table", qualified=True)
+        for name in ("id_column", "title_column", "body_column"):
+            validate_identifier(getattr(src, name), name)
+        for name in ("tags_column", "category_column", "updated_at_column"):
+            value = getattr(src, name)
+            if value:
+                validate_identifier(value, name)
+    elif not src.source_query.strip():
+        raise ConfigError("source_query is empty. Give a SELECT or unset it to read source_table.")
+    if not src.tags_separator:
+        raise ConfigError("tags_separator must not be empty.")
+    validate_identifier(settings.output.results_table, "results_table", qualified=True)
+
+    tok = settings.tokenizer
+    for name in ("title_weight", "tags_weight", "category_weight"):
+        if getattr(tok, name) < 0:
+            raise ConfigError(f"{name} = {getattr(tok, name)} must be 0 or more.")
+    if not tok.keep_pos:
+        raise ConfigError("keep_pos is empty: no term would be kept. Default: 名詞.")
+
+    vec = settings.vectors
+    if vec.min_df < 1:
+        raise ConfigError(f"min_df = {vec.min_df} must be at least 1.")
+    if not 0 < vec.max_df <= 1:
+        raise ConfigError(f"max_df = {vec.max_df} must be in (0, 1].")
+
+    nb = settings.neighbours
+    if not 1 <= nb.top_k <= 1000:
+        raise ConfigError(f"top_k = {nb.top_k} must be between 1 and 1000.")
+    if not 0 <= nb.min_score <= 1:
+        raise ConfigError(f"min_score = {nb.min_score} must be between 0 and 1.")

@@ -1,0 +1,57 @@
+"""Clean text: markup, URLs and odd code points out; NFKC in. Pure functions, no MeCab."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+_SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+_URL = re.compile(
+    r"(?:https?|ftp)://[^\s<>\"'()（）「」]+|www\.[^\s<>\"'()（）「」]+", re.IGNORECASE
+)
+_CODE_FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)
+_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_MD_REFERENCE = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*\S+.*$", re.MULTILINE)
+_MD_LINE_MARKUP = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d+\.[ \t]+)", re.MULTILINE
+)
+_MD_RULE = re.compile(r"^[ \t]*(?:[-*_][ \t]*){3,}$", re.MULTILINE)
+_MD_EMPHASIS = re.compile(r"\*{1,3}|~~|`+")
+_SPACES = re.compile(r"[ \t\u3000]+")
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+
+
+def clean_text(text: str) -> str:
+    """Return the readable words of an HTML / Markdown / plain-text body, NFKC-normalised.
+
+    Removed: script and style blocks, HTML tags and comments (entities decoded), Markdown
+    markup (headings, emphasis, list and quote markers, rules; links and images keep their
+    text), code-fence marker lines (the code itself stays: identifiers are useful terms), URLs,
+    control and format characters (zero-width spaces, BOM, NUL) and unpaired surrogates.
+    """
+    if not text:
+        return ""
+    # Unpaired surrogates cannot be encoded for MeCab; replace them rather than fail.
+    text = text.encode("utf-8", errors="replace").decode("utf-8")
+    # NFKC first: full-width ＡＷＳ and half-width ｶﾅ become one spelling before matching.
+    text = unicodedata.normalize("NFKC", text)
+    text = _SCRIPT_STYLE.sub(" ", text)
+    text = _HTML_COMMENT.sub(" ", text)
+    text = _HTML_TAG.sub(" ", text)
+    text = html.unescape(text)
+    text = _URL.sub(" ", text)
+    text = _CODE_FENCE.sub(" ", text)
+    text = _MD_IMAGE.sub(r"\1", text)
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_REFERENCE.sub(" ", text)
+    text = _MD_RULE.sub(" ", text)
+    text = _MD_LINE_MARKUP.sub("", text)
+    text = _MD_EMPHASIS.sub(" ", text)
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    text = _SPACES.sub(" ", text)
+    text = _BLANK_LINES.sub("\n", text)
+    return text.strip()

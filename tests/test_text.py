@@ -1,0 +1,44 @@
+from related.text import clean_text
+
+
+def test_html_tags_entities_scripts_and_comments_are_removed():
+    text = clean_text(
+        "<p>Dockerの<strong>コンテナ</strong>&amp;イメージ</p><script>var secret=1;</script>"
+        "<!-- 非表示 --><style>p{color:red}</style>"
+    )
+    assert "Docker" in text and "コンテナ" in text and "&イメージ" in text
+    for gone in ("<", "strong", "secret", "非表示", "color"):
+        assert gone not in text
+
+
+def test_markdown_markup_goes_links_keep_their_text():
+    text = clean_text(
+        "## 見出し\n**太字** と _下線_ と [リンク先の名前](https://example.com/a)\n"
+        "![写真の説明](img/x.png)\n> 引用\n- 項目\n1. 番号\n---\n[ref]: https://example.com"
+    )
+    assert "見出し" in text and "太字" in text and "リンク先の名前" in text and "写真の説明" in text
+    for gone in ("##", "**", "https", "example.com", "img/x.png", "---", "> "):
+        assert gone not in text
+
+
+def test_urls_are_removed_but_neighbouring_words_stay():
+    text = clean_text("詳しくは https://example.com/path?q=1&x=2 を参照。www.example.org も")
+    assert "example" not in text
+    assert text.startswith("詳しくは") and "参照" in text
+
+
+def test_code_fence_markers_go_but_code_stays():
+    text = clean_text("前\n```yaml\non: push\njobs:\n```\n後")
+    assert "```" not in text and "yaml" not in text
+    assert "on: push" in text and "jobs:" in text
+
+
+def test_nfkc_and_invisible_characters():
+    text = clean_text("ＡＷＳとｶﾀｶﾅ\u200bです\x00\ufeff①")
+    assert text == "AWSとカタカナです1"
+
+
+def test_unpaired_surrogates_and_empty_input_do_not_fail():
+    assert clean_text("") == ""
+    assert clean_text(None) == ""  # type: ignore[arg-type]
+    assert "テスト" in clean_text("テスト\ud800です")
