@@ -1,7 +1,8 @@
 """The command line: options -> one library call -> output. Errors become exit codes here.
 
-Exit codes: 0 success, 1 runtime failure (database unreachable, write failed), 2 bad usage or
-configuration (unknown setting, missing table or column, no entries), 130 interrupted.
+Exit codes: 0 success (also: skipped because nothing changed), 1 runtime failure (database
+unreachable, write failed), 2 bad usage or configuration (unknown setting, missing table or
+column, no entries), 3 another run holds the lock, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import click
 
 from related import __version__
 from related.config import Settings, SourceSettings, load_settings, setting_infos
-from related.db import connect, mask_url
+from related.db import ResultsLayout, connect, mask_url
 from related.errors import RelatedError
 from related.pipeline import RunReport, run_job
 from related.progress import NoProgress, Progress
@@ -109,7 +110,10 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 
 @cli.command()
 @_common_options
-@click.option("--dry-run", is_flag=True, help="Compute everything, write nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Compute everything, print what would change, write nothing."
+)
+@click.option("--force", is_flag=True, help="Run even if nothing changed since the last run.")
 @click.option(
     "--format",
     "output_format",
@@ -117,26 +121,34 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     default="text",
     help="Run summary format on stdout.",
 )
-@_setting_options({"source", "tokenizer", "vectors", "neighbours", "output"})
+@_setting_options({"source", "tokenizer", "vectors", "neighbours", "output", "run"})
 @click.pass_context
 def run(
     ctx: click.Context,
     database_url: str | None,
     config_path: str | None,
     dry_run: bool,
+    force: bool,
     output_format: str,
     **overrides: Any,
 ) -> None:
     """Compute related entries and write them to the results table.
 
+    Only one run per results table at a time: a second one exits with code 3, or waits with
+    --wait-for-lock. When neither the entries nor the settings changed since the last
+    successful run, it says so and exits 0 without recomputing (--force runs anyway).
+
     \b
     Example:
         DATABASE_URL=sqlite:///blog.db related run
         related run --database-url postgresql://blog@db.example.com/blog --top-k 5
-        related run --dry-run --format json
+        related run --dry-run
+        related run --preset lokka --results-layout lokka --results-table similarities
     """
     settings = _settings(config_path, {**overrides, "database_url": database_url})
-    report = run_job(settings, dry_run=dry_run, progress=_progress_factory(ctx.obj["quiet"]))
+    report = run_job(
+        settings, dry_run=dry_run, force=force, progress=_progress_factory(ctx.obj["quiet"])
+    )
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
     else:
@@ -144,6 +156,11 @@ def run(
 
 
 def format_report(report: RunReport) -> str:
+    if report.skipped:
+        return (
+            f"{report.entries} entries: {report.skipped}; {report.results_table} in "
+            f"{report.database} left as it is (--force to run anyway)"
+        )
     lines = [
         f"{report.entries} entries, {report.terms} terms, {report.nnz} nonzeros -> "
         f"{report.pairs} related pairs"
@@ -155,6 +172,8 @@ def format_report(report: RunReport) -> str:
     ]
     if report.write is None:
         lines.append(f"dry run: nothing written to {report.results_table} in {report.database}")
+        if report.diff is not None:
+            lines.extend(format_diff(report.diff))
     else:
         w = report.write
         lines.append(
@@ -163,6 +182,72 @@ def format_report(report: RunReport) -> str:
         )
     lines.append("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in report.seconds.items()))
     return "\n".join(lines)
+
+
+def format_diff(diff: Any) -> list[str]:
+    lines = [
+        f"would change {diff.entries_changed} lists, add {diff.entries_added}, remove "
+        f"{diff.entries_removed}, leave {diff.entries_unchanged} unchanged; "
+        f"{diff.neighbours_gained} neighbours gained, {diff.neighbours_lost} lost"
+    ]
+    for change in diff.examples:
+        parts = []
+        if change.gained:
+            parts.append("gains " + ", ".join(map(str, change.gained)))
+        if change.lost:
+            parts.append("loses " + ", ".join(map(str, change.lost)))
+        lines.append(f"  {change.entry_id}: {'; '.join(parts) or 'same neighbours, new order'}")
+    return lines
+
+
+@cli.command()
+@_common_options
+@click.option("--limit", default=20, show_default=True, help="How many runs to list.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="Output format on stdout.",
+)
+@_setting_options({"output"})
+def runs(
+    database_url: str | None,
+    config_path: str | None,
+    limit: int,
+    output_format: str,
+    **overrides: Any,
+) -> None:
+    """List recent runs from the run log, newest first.
+
+    \b
+    Example:
+        related runs
+        related runs --limit 5 --format json
+    """
+    settings = _settings(config_path, {**overrides, "database_url": database_url})
+    with connect(settings.require_database_url(), settings.run) as db:
+        records = db.list_runs(settings.output.runs_table, limit=limit)
+    if output_format == "json":
+        click.echo(json.dumps([r.__dict__ for r in records], ensure_ascii=False, default=str))
+        return
+    if not records:
+        click.echo(f"no runs logged in {settings.output.runs_table} yet")
+        return
+    click.echo(
+        f"{'run':>5}  {'status':<11} {'started':<25} {'entries':>7} "
+        f"{'+rows':>6} {'~rows':>6} {'-rows':>6}  message"
+    )
+    for r in records:
+        click.echo(
+            f"{r.run_id:>5}  {r.status:<11} {str(r.started_at)[:25]:<25} "
+            f"{_blank(r.entries):>7} {_blank(r.rows_inserted):>6} {_blank(r.rows_updated):>6} "
+            f"{_blank(r.rows_deleted):>6}  {r.message or ''}"
+        )
+
+
+def _blank(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 @cli.command()
@@ -191,9 +276,9 @@ def show(
         related show my-first-post --format json
     """
     settings = _settings(config_path, {**overrides, "database_url": database_url})
-    with connect(settings.require_database_url()) as db:
+    with connect(settings.require_database_url(), settings.run) as db:
         title, neighbours = db.read_neighbours(
-            entry_id, results_table=settings.output.results_table, source=settings.source
+            entry_id, layout=ResultsLayout.from_settings(settings.output), source=settings.source
         )
     if output_format == "json":
         payload = {
@@ -260,7 +345,7 @@ def demo(ctx: click.Context, database_url: str, top_k: int) -> None:
             shown_topics.add(entry["category"])
             title, neighbours = db.read_neighbours(
                 str(entry["id"]),
-                results_table=settings.output.results_table,
+                layout=ResultsLayout.from_settings(settings.output),
                 source=SourceSettings(),
             )
             click.echo("")

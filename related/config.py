@@ -23,6 +23,8 @@ from typing import Any
 from related.errors import ConfigError
 
 ENV_PREFIX = "RELATED_"
+PRESETS = ("lokka",)
+RESULT_LAYOUTS = ("related", "lokka")
 DEFAULT_CONFIG_FILE = "related.toml"
 
 
@@ -32,8 +34,11 @@ def _setting(default: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """Where entries come from: a table (with optional columns) or a SQL query."""
+    """Where entries come from: a table (with optional columns), a preset or a SQL query."""
 
+    preset: str | None = _setting(
+        None, "A known blog schema: 'lokka' (Lokka's entries + categories tables)."
+    )
     source_table: str = _setting("entries", "Table holding the entries.")
     id_column: str = _setting("id", "Entry id column (integer or text; its type is kept).")
     title_column: str = _setting("title", "Title column.")
@@ -91,7 +96,37 @@ class NeighbourSettings:
 
 @dataclass(frozen=True)
 class OutputSettings:
-    results_table: str = _setting("related_entries", "Table the results are written to.")
+    results_table: str = _setting(
+        "related_entries", "Table the results are written to (default layout: related_entries)."
+    )
+    results_layout: str = _setting(
+        "related",
+        "Columns of the results table: 'related' (entry_id, related_entry_id, score, rank) or "
+        "'lokka' (entry_id, similar_entry_id, score; use with results_table = similarities).",
+    )
+    runs_table: str = _setting("related_runs", "Table logging each run (start, end, status...).")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """One run at a time, and bounded waits on the production database."""
+
+    wait_for_lock: bool = _setting(
+        False,
+        "When another run holds the lock: wait up to lock_timeout (true) or exit at once "
+        "with code 3 (false).",
+    )
+    lock_timeout: float = _setting(
+        600.0, "Seconds to wait for another run to finish when wait_for_lock is true."
+    )
+    statement_timeout: float = _setting(
+        300.0, "PostgreSQL statement_timeout (seconds) for the job's own statements; 0 = none."
+    )
+    db_lock_timeout: float = _setting(
+        30.0,
+        "Seconds a statement of the job may wait for a table or row lock (PostgreSQL "
+        "lock_timeout, SQLite busy timeout); 0 = no limit on PostgreSQL.",
+    )
 
 
 SECTIONS: dict[str, type] = {
@@ -100,6 +135,7 @@ SECTIONS: dict[str, type] = {
     "vectors": VectorSettings,
     "neighbours": NeighbourSettings,
     "output": OutputSettings,
+    "run": RunSettings,
 }
 
 
@@ -111,6 +147,7 @@ class Settings:
     vectors: VectorSettings = field(default_factory=VectorSettings)
     neighbours: NeighbourSettings = field(default_factory=NeighbourSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    run: RunSettings = field(default_factory=RunSettings)
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -340,6 +377,13 @@ def validate_identifier(value: str, setting: str, *, qualified: bool = False) ->
 
 def validate_settings(settings: Settings) -> None:
     src = settings.source
+    if src.preset is not None and src.preset not in PRESETS:
+        raise ConfigError(
+            f"preset = {src.preset!r} is not known. Known presets: {', '.join(PRESETS)}; "
+            "for another schema set source_query."
+        )
+    if src.preset is not None and src.source_query is not None:
+        raise ConfigError("Set either preset or source_query, not both.")
     if src.source_query is None:
         validate_identifier(src.source_table, "source_table", qualified=True)
         for name in ("id_column", "title_column", "body_column"):
@@ -353,6 +397,16 @@ def validate_settings(settings: Settings) -> None:
     if not src.tags_separator:
         raise ConfigError("tags_separator must not be empty.")
     validate_identifier(settings.output.results_table, "results_table", qualified=True)
+    validate_identifier(settings.output.runs_table, "runs_table", qualified=True)
+    if settings.output.results_layout not in RESULT_LAYOUTS:
+        raise ConfigError(
+            f"results_layout = {settings.output.results_layout!r} is not known. "
+            f"Use one of: {', '.join(RESULT_LAYOUTS)}."
+        )
+    run = settings.run
+    for name in ("lock_timeout", "statement_timeout", "db_lock_timeout"):
+        if getattr(run, name) < 0:
+            raise ConfigError(f"{name} = {getattr(run, name)} must be 0 or more seconds.")
 
     tok = settings.tokenizer
     for name in ("title_weight", "tags_weight", "category_weight"):

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from related import __version__
 from related.config import Settings
-from related.db import ResultRow, WriteReport, connect
+from related.db import (
+    Database,
+    ResultRow,
+    ResultsLayout,
+    RunOutcome,
+    RunRecord,
+    WriteReport,
+    connect,
+    scrub,
+)
+from related.diff import ResultsDiff, diff_results
 from related.entries import Entries
+from related.fingerprint import input_fingerprint, settings_fingerprint
 from related.neighbours import Neighbours, top_k_neighbours
 from related.progress import NoProgress, ProgressFactory
 from related.tokenize import tokenize_entries
@@ -31,6 +45,11 @@ class RunReport:
     nnz: int = 0
     pairs: int = 0
     write: WriteReport | None = None
+    diff: ResultsDiff | None = None  # dry runs: what the write would change
+    run_id: int | None = None  # the row in the run log (not for dry runs)
+    skipped: str | None = None  # why nothing was done, when nothing changed
+    settings_fingerprint: str = ""
+    input_fingerprint: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,37 +127,132 @@ def compute_related(
 
 
 def run_job(
-    settings: Settings, *, dry_run: bool = False, progress: ProgressFactory = NoProgress
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: ProgressFactory = NoProgress,
 ) -> RunReport:
     """Run the whole job against ``settings.database_url``.
 
-    The results table is replaced in one transaction at the very end; any failure before or
-    during that transaction leaves the previous results exactly as they were.
+    Takes the run lock for the results table (LockedError, exit 3, if another run holds it),
+    logs the run in ``runs_table``, skips the work when neither the entries nor the settings
+    changed since the last successful run (unless ``force``), and replaces the results in one
+    transaction at the very end; any failure before or during it leaves the previous results
+    exactly as they were. ``dry_run`` computes everything and reports what would change, but
+    takes no lock and writes nothing, not even to the run log.
     """
     url = settings.require_database_url()
     seconds: dict[str, float] = {}
     timer = _Timer(seconds)
     started = time.perf_counter()
-    with connect(url) as db:
-        report = RunReport(
-            database=db.display_url, results_table=settings.output.results_table, dry_run=dry_run
-        )
-        with timer.stage("read"):
-            entries = db.read_entries(settings.source)
-        log.info("read %d entries from %s", len(entries), db.display_url)
-        related = compute_related(entries, settings, progress=progress, timer=timer)
-        report.entries = len(entries)
-        report.terms = len(related.tfidf.terms)
-        report.nnz = related.tfidf.nnz
-        report.pairs = len(related.rows)
-        report.entries_without_terms = int((related.tfidf.matrix.getnnz(axis=1) == 0).sum())
-        if not dry_run:
-            with timer.stage("write"):
-                report.write = db.write_results(
-                    related.rows,
-                    results_table=settings.output.results_table,
-                    id_type=entries.id_type,
-                )
+    layout = ResultsLayout.from_settings(settings.output)
+    with connect(url, settings.run) as db:
+        report = RunReport(database=db.display_url, results_table=layout.table, dry_run=dry_run)
+        report.settings_fingerprint = settings_fingerprint(settings)
+        if dry_run:
+            related = _read_and_compute(db, settings, report, timer, progress)
+            with timer.stage("diff"):
+                report.diff = diff_results(db.read_results(layout) or [], related.rows)
+        else:
+            with db.run_lock(layout.table, settings.run):
+                _locked_run(db, settings, report, timer, progress, force=force)
     seconds["total"] = round(time.perf_counter() - started, 3)
     report.seconds = seconds
     return report
+
+
+def _read_and_compute(
+    db: Database, settings: Settings, report: RunReport, timer: _Timer, progress: ProgressFactory
+) -> Related:
+    entries = _read(db, settings, report, timer)
+    return _compute(entries, settings, report, timer, progress)
+
+
+def _read(db: Database, settings: Settings, report: RunReport, timer: _Timer) -> Entries:
+    with timer.stage("read"):
+        entries = db.read_entries(settings.source)
+    log.info("read %d entries from %s", len(entries), db.display_url)
+    report.entries = len(entries)
+    report.input_fingerprint = input_fingerprint(entries)
+    return entries
+
+
+def _compute(
+    entries: Entries,
+    settings: Settings,
+    report: RunReport,
+    timer: _Timer,
+    progress: ProgressFactory,
+) -> Related:
+    related = compute_related(entries, settings, progress=progress, timer=timer)
+    report.terms = len(related.tfidf.terms)
+    report.nnz = related.tfidf.nnz
+    report.pairs = len(related.rows)
+    report.entries_without_terms = int((related.tfidf.matrix.getnnz(axis=1) == 0).sum())
+    return related
+
+
+def _locked_run(
+    db: Database,
+    settings: Settings,
+    report: RunReport,
+    timer: _Timer,
+    progress: ProgressFactory,
+    *,
+    force: bool,
+) -> None:
+    layout = ResultsLayout.from_settings(settings.output)
+    runs_table = settings.output.runs_table
+    report.run_id = db.start_run(
+        runs_table,
+        RunRecord(
+            run_id=0,
+            results_table=layout.table,
+            started_at=datetime.now(UTC),
+            finished_at=None,
+            status="running",
+            settings_fingerprint=report.settings_fingerprint,
+            version=__version__,
+        ),
+    )
+
+    def outcome(status: str, message: str | None = None) -> RunOutcome:
+        return RunOutcome(
+            runs_table=runs_table,
+            run_id=report.run_id,
+            status=status,
+            entries=report.entries,
+            pairs=report.pairs,
+            input_fingerprint=report.input_fingerprint or None,
+            message=message,
+        )
+
+    try:
+        entries = _read(db, settings, report, timer)
+        last = db.last_successful_run(runs_table, layout.table)
+        if not force and last is not None and _unchanged(db, layout, report, last):
+            report.skipped = f"nothing changed since run {last.run_id} ({last.finished_at})"
+            report.pairs = last.pairs or 0
+            db.finish_run(outcome("skipped", report.skipped))
+            log.info("%s; use --force to run anyway", report.skipped)
+            return
+        related = _compute(entries, settings, report, timer, progress)
+        with timer.stage("write"):
+            report.write = db.write_results(
+                related.rows, layout=layout, id_type=entries.id_type, outcome=outcome("success")
+            )
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        with contextlib.suppress(Exception):  # the connection itself may be what failed
+            db.finish_run(outcome(status, scrub(str(exc) or type(exc).__name__, db.url)))
+        raise
+
+
+def _unchanged(db: Database, layout: ResultsLayout, report: RunReport, last: RunRecord) -> bool:
+    """Same settings, same entries, and the results table still holds what that run wrote."""
+    return (
+        last.settings_fingerprint == report.settings_fingerprint
+        and last.input_fingerprint == report.input_fingerprint
+        and db.count_results(layout) == last.rows_total
+    )

@@ -50,7 +50,7 @@ def test_run_show_and_rerun_on_postgres(invoke, pg_url):
     assert primary_key == [("entry_id",), ("related_entry_id",)]
 
     again = json.loads(
-        invoke("run", "--database-url", pg_url, *SAMPLE_FLAGS, "--format", "json").stdout
+        invoke("run", "--database-url", pg_url, *SAMPLE_FLAGS, "--format", "json", "--force").stdout
     )
     assert (again["write"]["inserted"], again["write"]["updated"], again["write"]["deleted"]) == (
         0,

@@ -69,7 +69,7 @@ def test_rerun_is_idempotent_and_deleted_entries_lose_their_rows(invoke, sample_
     args = ("run", "--database-url", sample_sqlite, *SAMPLE_FLAGS, "--format", "json")
     first = json.loads(invoke(*args).stdout)
     before = sqlite_rows(sample_sqlite)
-    again = json.loads(invoke(*args).stdout)
+    again = json.loads(invoke(*args, "--force").stdout)
     assert again["write"] == {
         "table": "related_entries",
         "inserted": 0,

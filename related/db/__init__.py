@@ -12,16 +12,26 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from related.config import SourceSettings
+from related.config import OutputSettings, RunSettings, SourceSettings
 from related.entries import Entries, EntryId
-from related.errors import ConfigError
+from related.errors import ConfigError, RelatedError
+from related.presets import preset_query
 
 ENTRY_COLUMNS = ("id", "title", "body", "tags", "category", "updated_at")
-RESULT_COLUMNS = ("entry_id", "related_entry_id", "score", "rank")
+RUN_STATUSES = ("running", "success", "failed", "skipped", "interrupted")
+
+
+class LockedError(RelatedError):
+    """Another run holds the lock for this results table."""
+
+    exit_code = 3
+
 
 _PASSWORD_IN_NETLOC = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@?#]*):([^@/?#]*)@")
 _PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
@@ -69,6 +79,62 @@ class WriteReport:
 
 
 @dataclass(frozen=True)
+class ResultsLayout:
+    """The results table's name and columns: ours, or Lokka's ``similarities``."""
+
+    table: str
+    related_column: str = "related_entry_id"
+    has_rank: bool = True
+
+    @classmethod
+    def from_settings(cls, output: OutputSettings) -> ResultsLayout:
+        if output.results_layout == "lokka":
+            return cls(output.results_table, related_column="similar_entry_id", has_rank=False)
+        return cls(output.results_table)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("entry_id", self.related_column, "score") + (("rank",) if self.has_rank else ())
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the run log (the runs table)."""
+
+    run_id: int
+    results_table: str
+    started_at: datetime | str
+    finished_at: datetime | str | None
+    status: str
+    entries: int | None = None
+    pairs: int | None = None
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_deleted: int | None = None
+    rows_total: int | None = None
+    settings_fingerprint: str | None = None
+    input_fingerprint: str | None = None
+    version: str | None = None
+    message: str | None = None
+
+
+RUN_COLUMNS = tuple(RunRecord.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ends, recorded in the run log (with the write, in its transaction)."""
+
+    runs_table: str
+    run_id: int
+    status: str
+    entries: int | None = None
+    pairs: int | None = None
+    input_fingerprint: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
 class ResultRow:
     entry_id: EntryId
     related_entry_id: EntryId
@@ -93,20 +159,71 @@ class Database(ABC):
     def display_url(self) -> str:
         return mask_url(self.url)
 
+    dialect: str
+
+    def source_query(self, source: SourceSettings) -> str | None:
+        """The SQL to read entries with, when not reading a plain table."""
+        if source.preset:
+            return preset_query(source.preset, self.dialect)
+        return source.source_query
+
     @abstractmethod
     def read_entries(self, source: SourceSettings) -> Entries: ...
 
     @abstractmethod
+    def read_results(self, layout: ResultsLayout) -> list[ResultRow] | None:
+        """Every stored result row (None if the table does not exist yet)."""
+
+    @abstractmethod
     def write_results(
-        self, rows: Sequence[ResultRow], *, results_table: str, id_type: str
+        self,
+        rows: Sequence[ResultRow],
+        *,
+        layout: ResultsLayout,
+        id_type: str,
+        outcome: RunOutcome | None = None,
     ) -> WriteReport:
-        """Replace the whole results table with ``rows`` in ONE transaction."""
+        """Replace the whole results table with ``rows`` in ONE transaction.
+
+        ``outcome`` is recorded in the run log inside the same transaction, so the log never
+        claims a success whose results were not committed.
+        """
 
     @abstractmethod
     def read_neighbours(
-        self, entry_id: str, *, results_table: str, source: SourceSettings
+        self, entry_id: str, *, layout: ResultsLayout, source: SourceSettings
     ) -> tuple[str | None, list[StoredNeighbour]]:
         """The stored neighbours of one entry (id given as text) and the entry's title."""
+
+    @abstractmethod
+    def run_lock(self, results_table: str, run: RunSettings) -> AbstractContextManager[None]:
+        """Hold the one-run-at-a-time lock for ``results_table``; LockedError if busy."""
+
+    @abstractmethod
+    def start_run(self, runs_table: str, record: RunRecord) -> int:
+        """Insert a 'running' row (creating the run log if needed); return its run_id.
+
+        Called with the run lock held, so older 'running' rows of the same results table
+        belong to runs that died (killed, connection lost): they are marked 'interrupted'.
+        """
+
+    @abstractmethod
+    def finish_run(self, outcome: RunOutcome, write: WriteReport | None = None) -> None: ...
+
+    @abstractmethod
+    def list_runs(
+        self, runs_table: str, *, limit: int = 20, results_table: str | None = None
+    ) -> list[RunRecord]:
+        """Most recent first; [] if the run log does not exist yet."""
+
+    def last_successful_run(self, runs_table: str, results_table: str) -> RunRecord | None:
+        for record in self.list_runs(runs_table, limit=50, results_table=results_table):
+            if record.status == "success":
+                return record
+        return None
+
+    @abstractmethod
+    def count_results(self, layout: ResultsLayout) -> int | None: ...
 
     @abstractmethod
     def close(self) -> None: ...
@@ -118,16 +235,17 @@ class Database(ABC):
         self.close()
 
 
-def connect(url: str) -> Database:
+def connect(url: str, run: RunSettings | None = None) -> Database:
+    run = run or RunSettings()
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         from related.db.sqlite import SQLiteDatabase
 
-        return SQLiteDatabase(url)
+        return SQLiteDatabase(url, run=run)
     if scheme in ("postgresql", "postgres"):
         from related.db.postgres import PostgresDatabase
 
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, run=run)
     raise ConfigError(
         f"Unsupported database URL scheme {scheme or '(none)'!r} in {mask_url(url)!r}. "
         "Use sqlite:///path.db or postgresql://user@host/dbname."
@@ -186,13 +304,32 @@ def check_query_columns(columns: Sequence[str]) -> None:
         )
 
 
-def check_results_columns(available: Sequence[str], table_label: str) -> None:
+def check_results_columns(
+    available: Sequence[str], table_label: str, expected: Sequence[str]
+) -> None:
     from related.errors import SourceError
 
-    missing = [c for c in RESULT_COLUMNS if c not in available]
+    missing = [c for c in expected if c not in available]
     if missing:
         raise SourceError(
             f"Results table {table_label} exists but has no column {missing[0]!r} (it has: "
             f"{', '.join(available)}); it was not written. Set results_table to a new name, "
             "or drop that table so related can create it."
         )
+
+
+def lock_key(results_table: str) -> int:
+    """A stable signed 64-bit key for the run lock of one results table."""
+    import hashlib
+
+    digest = hashlib.sha256(f"related:{results_table}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def locked_message(results_table: str, waited: float) -> str:
+    waited_text = f" after waiting {waited:g} s" if waited else ""
+    return (
+        f"Another related run is writing {results_table!r}{waited_text}; this run did nothing. "
+        "Retry later, or pass --wait-for-lock (RELATED_WAIT_FOR_LOCK=true) to wait up to "
+        "--lock-timeout seconds."
+    )

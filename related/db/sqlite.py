@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import astuple
 
-from related.config import SourceSettings, validate_identifier
+from related.config import RunSettings, SourceSettings, validate_identifier
 from related.db import (
+    RUN_COLUMNS,
     Database,
+    LockedError,
     ResultRow,
+    ResultsLayout,
+    RunOutcome,
+    RunRecord,
     StoredNeighbour,
     WriteReport,
     check_query_columns,
     check_results_columns,
     check_source_columns,
     entry_select_columns,
+    locked_message,
     mask_url,
     sqlite_path,
 )
@@ -36,20 +45,23 @@ def _decode_text(raw: bytes) -> str:
 
 
 class SQLiteDatabase(Database):
-    def __init__(self, url: str, *, create: bool = False):
+    dialect = "sqlite"
+
+    def __init__(self, url: str, *, run: RunSettings | None = None, create: bool = False):
         self.url = url
-        path = sqlite_path(url)
-        if not create and not path.exists():
+        self.path = sqlite_path(url)
+        if not create and not self.path.exists():
             raise SourceError(
-                f"SQLite database {path} does not exist ({mask_url(url)}). Check DATABASE_URL: "
-                "sqlite:///relative.db is relative to the working directory, "
+                f"SQLite database {self.path} does not exist ({mask_url(url)}). Check "
+                "DATABASE_URL: sqlite:///relative.db is relative to the working directory, "
                 "sqlite:////absolute.db is absolute."
             )
+        busy_timeout = (run or RunSettings()).db_lock_timeout
         try:
             # isolation_level=None: autocommit; the one write transaction is explicit below.
-            self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
         except sqlite3.Error as exc:
-            raise DatabaseError(f"Cannot open SQLite database {path}: {exc}.") from None
+            raise DatabaseError(f"Cannot open SQLite database {self.path}: {exc}.") from None
         self.conn.text_factory = _decode_text
 
     def close(self) -> None:
@@ -67,12 +79,13 @@ class SQLiteDatabase(Database):
         return [d[0] for d in cursor.description]
 
     def read_entries(self, source: SourceSettings) -> Entries:
-        if source.source_query:
-            label = "source_query"
+        query = self.source_query(source)
+        if query:
+            label = f"preset {source.preset!r}" if source.preset else "source_query"
             try:
-                cursor = self.conn.execute(source.source_query)
+                cursor = self.conn.execute(query)
             except sqlite3.Error as exc:
-                raise SourceError(f"source_query failed: {exc}. Fix the query.") from None
+                raise SourceError(f"{label} failed: {exc}. Fix the query.") from None
             columns = [d[0].lower() for d in cursor.description or ()]
             check_query_columns(columns)
         else:
@@ -86,42 +99,58 @@ class SQLiteDatabase(Database):
             check_source_columns(available, source, repr(source.source_table))
             pairs = entry_select_columns(source)
             select = ", ".join(f"{quote(col)} AS {canon}" for col, canon in pairs)
-            query = f"SELECT {select} FROM {quote(source.source_table)}"
+            statement = f"SELECT {select} FROM {quote(source.source_table)}"
             if source.source_where:
-                query += f" WHERE ({source.source_where})"
+                statement += f" WHERE ({source.source_where})"
             try:
-                cursor = self.conn.execute(query)
+                cursor = self.conn.execute(statement)
             except sqlite3.Error as exc:
                 raise SourceError(f"Reading {label} failed: {exc}. Check source_where.") from None
             columns = [canon for _, canon in pairs]
         rows = cursor.fetchall()
-        id_type = (
-            "INTEGER"
-            if rows and all(isinstance(r[columns.index("id")], int) for r in rows)
-            else "TEXT"
-        )
+        id_at = columns.index("id")
+        integer_ids = rows and all(isinstance(r[id_at], int) for r in rows)
         return entries_from_rows(
             rows,
             columns=columns,
-            id_type=id_type,
+            id_type="INTEGER" if integer_ids else "TEXT",
             tags_separator=source.tags_separator,
             source_name=label,
         )
 
+    def read_results(self, layout: ResultsLayout) -> list[ResultRow] | None:
+        if self._columns_of(layout.table) is None:
+            return None
+        rank = "rank" if layout.has_rank else "0"
+        rows = self.conn.execute(
+            f"SELECT entry_id, {quote(layout.related_column)}, score, {rank} "
+            f"FROM {quote(layout.table)}"
+        ).fetchall()
+        return [ResultRow(*row) for row in rows]
+
+    def count_results(self, layout: ResultsLayout) -> int | None:
+        if self._columns_of(layout.table) is None:
+            return None
+        return self.conn.execute(f"SELECT count(*) FROM {quote(layout.table)}").fetchone()[0]
+
     # -- writing ------------------------------------------------------------------------------
 
     def write_results(
-        self, rows: Sequence[ResultRow], *, results_table: str, id_type: str
+        self,
+        rows: Sequence[ResultRow],
+        *,
+        layout: ResultsLayout,
+        id_type: str,
+        outcome: RunOutcome | None = None,
     ) -> WriteReport:
-        validate_identifier(results_table, "results_table", qualified=True)
-        target = quote(results_table)
+        validate_identifier(layout.table, "results_table", qualified=True)
         conn = self.conn
         try:
             conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
             conn.execute(
                 f"CREATE TABLE {STAGING} (entry_id {id_type} NOT NULL, "
-                f"related_entry_id {id_type} NOT NULL, score REAL NOT NULL, "
-                "rank INTEGER NOT NULL, PRIMARY KEY (entry_id, related_entry_id))"
+                f"related_id {id_type} NOT NULL, score REAL NOT NULL, rank INTEGER NOT NULL, "
+                "PRIMARY KEY (entry_id, related_id))"
             )
             # BEGIN IMMEDIATE takes the write lock now, so a second writer waits here instead
             # of failing halfway; readers keep seeing the old rows until COMMIT.
@@ -131,60 +160,161 @@ class SQLiteDatabase(Database):
                     f"INSERT INTO {STAGING} VALUES (?, ?, ?, ?)",
                     ((r.entry_id, r.related_entry_id, r.score, r.rank) for r in rows),
                 )
-                report = self._apply_staging(target, results_table, id_type)
+                report = self._apply_staging(layout, id_type)
+                if outcome is not None:
+                    self.finish_run(outcome, report)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise DatabaseError(
-                f"Writing {results_table!r} failed, previous results kept: {exc}."
+                f"Writing {layout.table!r} failed, previous results kept: {exc}."
             ) from None
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
         return report
 
-    def _apply_staging(self, target: str, results_table: str, id_type: str) -> WriteReport:
-        conn = self.conn
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {target} ("
-            f"entry_id {id_type} NOT NULL, related_entry_id {id_type} NOT NULL, "
-            "score REAL NOT NULL, rank INTEGER NOT NULL, "
-            "PRIMARY KEY (entry_id, related_entry_id))"
+    def _apply_staging(self, layout: ResultsLayout, id_type: str) -> WriteReport:
+        conn, target, related = self.conn, quote(layout.table), quote(layout.related_column)
+        if self._columns_of(layout.table) is None:
+            rank_column = ", rank INTEGER NOT NULL" if layout.has_rank else ""
+            conn.execute(
+                f"CREATE TABLE {target} (entry_id {id_type} NOT NULL, "
+                f"{related} {id_type} NOT NULL, score REAL NOT NULL{rank_column}, "
+                f"PRIMARY KEY (entry_id, {related}))"
+            )
+        check_results_columns(
+            self._columns_of(layout.table) or [], repr(layout.table), layout.columns
         )
-        check_results_columns(self._columns_of(results_table) or [], repr(results_table))
-        same_pair = "t.entry_id = s.entry_id AND t.related_entry_id = s.related_entry_id"
+        same_pair = f"t.entry_id = s.entry_id AND t.{related} = s.related_id"
         deleted = conn.execute(
             f"DELETE FROM {target} AS t WHERE NOT EXISTS "
             f"(SELECT 1 FROM {STAGING} AS s WHERE {same_pair})"
         ).rowcount
+        set_rank, rank_differs, rank_value = (
+            (", rank = s.rank", " OR t.rank IS NOT s.rank", ", s.rank")
+            if layout.has_rank
+            else ("", "", "")
+        )
         updated = conn.execute(
-            f"UPDATE {target} AS t SET score = s.score, rank = s.rank FROM {STAGING} AS s "
-            f"WHERE {same_pair} AND (t.score IS NOT s.score OR t.rank IS NOT s.rank)"
+            f"UPDATE {target} AS t SET score = s.score{set_rank} FROM {STAGING} AS s "
+            f"WHERE {same_pair} AND (t.score IS NOT s.score{rank_differs})"
         ).rowcount
+        columns = ", ".join(quote(c) for c in layout.columns)
         inserted = conn.execute(
-            f"INSERT INTO {target} (entry_id, related_entry_id, score, rank) "
-            f"SELECT entry_id, related_entry_id, score, rank FROM {STAGING} AS s "
+            f"INSERT INTO {target} ({columns}) "
+            f"SELECT s.entry_id, s.related_id, s.score{rank_value} FROM {STAGING} AS s "
             f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {same_pair})"
         ).rowcount
         (total,) = conn.execute(f"SELECT count(*) FROM {target}").fetchone()
-        return WriteReport(results_table, inserted, updated, deleted, total)
+        return WriteReport(layout.table, inserted, updated, deleted, total)
+
+    # -- one run at a time, and the run log --------------------------------------------------
+
+    @contextlib.contextmanager
+    def run_lock(self, results_table: str, run: RunSettings) -> Iterator[None]:
+        # SQLite has no advisory locks; an flock on a file beside the database gives the same
+        # guarantee to every process on this machine, and the OS releases it if we die.
+        lock_path = f"{self.path}.related-{results_table}.lock"
+        started = time.monotonic()
+        with open(lock_path, "a+b") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waited = time.monotonic() - started
+                    if not run.wait_for_lock or waited >= run.lock_timeout:
+                        raise LockedError(
+                            locked_message(
+                                results_table, run.lock_timeout if run.wait_for_lock else 0
+                            )
+                        ) from None
+                    time.sleep(min(0.2, max(0.01, run.lock_timeout - waited)))
+            try:
+                yield
+            finally:
+                # The file stays: unlinking it would let a third process lock a new file
+                # while a second one still waits on the old one.
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _ensure_runs_table(self, runs_table: str) -> None:
+        if self._columns_of(runs_table) is None:
+            self.conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {quote(runs_table)} ("
+                "run_id INTEGER PRIMARY KEY AUTOINCREMENT, results_table TEXT NOT NULL, "
+                "started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL, "
+                "entries INTEGER, pairs INTEGER, rows_inserted INTEGER, rows_updated INTEGER, "
+                "rows_deleted INTEGER, rows_total INTEGER, settings_fingerprint TEXT, "
+                "input_fingerprint TEXT, version TEXT, message TEXT)"
+            )
+
+    def start_run(self, runs_table: str, record: RunRecord) -> int:
+        self._ensure_runs_table(runs_table)
+        table = quote(runs_table)
+        self.conn.execute(
+            f"UPDATE {table} SET status = 'interrupted' "
+            "WHERE status = 'running' AND results_table = ?",
+            (record.results_table,),
+        )
+        columns = RUN_COLUMNS[1:]
+        values = astuple(record)[1:]
+        cursor = self.conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            tuple(v.isoformat() if hasattr(v, "isoformat") else v for v in values),
+        )
+        return int(cursor.lastrowid)
+
+    def finish_run(self, outcome: RunOutcome, write: WriteReport | None = None) -> None:
+        from datetime import UTC, datetime
+
+        self.conn.execute(
+            f"UPDATE {quote(outcome.runs_table)} SET finished_at = ?, status = ?, entries = ?, "
+            "pairs = ?, input_fingerprint = ?, message = ?, rows_inserted = ?, "
+            "rows_updated = ?, rows_deleted = ?, rows_total = ? WHERE run_id = ?",
+            (
+                datetime.now(UTC).isoformat(),
+                outcome.status,
+                outcome.entries,
+                outcome.pairs,
+                outcome.input_fingerprint,
+                outcome.message,
+                write.inserted if write else None,
+                write.updated if write else None,
+                write.deleted if write else None,
+                write.total if write else None,
+                outcome.run_id,
+            ),
+        )
+
+    def list_runs(
+        self, runs_table: str, *, limit: int = 20, results_table: str | None = None
+    ) -> list[RunRecord]:
+        if self._columns_of(runs_table) is None:
+            return []
+        where, params = ("WHERE results_table = ?", (results_table,)) if results_table else ("", ())
+        rows = self.conn.execute(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM {quote(runs_table)} {where} "
+            "ORDER BY run_id DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [RunRecord(*row) for row in rows]
 
     # -- show ---------------------------------------------------------------------------------
 
     def read_neighbours(
-        self, entry_id: str, *, results_table: str, source: SourceSettings
+        self, entry_id: str, *, layout: ResultsLayout, source: SourceSettings
     ) -> tuple[str | None, list[StoredNeighbour]]:
-        columns = self._columns_of(results_table)
-        if columns is None:
+        if self._columns_of(layout.table) is None:
             raise SourceError(
-                f"Results table {results_table!r} does not exist yet. Run `related run` first."
+                f"Results table {layout.table!r} does not exist yet. Run `related run` first."
             )
         key: int | str = entry_id
         declared = self.conn.execute(
-            f"SELECT type FROM pragma_table_info({quote(results_table.split('.')[-1])!r}) "
-            "WHERE name = 'entry_id'"
+            "SELECT type FROM pragma_table_info(?) WHERE name = 'entry_id'",
+            (layout.table.split(".")[-1],),
         ).fetchone()
         if declared and "INT" in declared[0].upper():
             try:
@@ -192,20 +322,27 @@ class SQLiteDatabase(Database):
             except ValueError:
                 raise SourceError(f"Entry id {entry_id!r} is not an integer.") from None
         titles = self._titles_relation(source)
+        related = quote(layout.related_column)
+        order = "r.rank" if layout.has_rank else "r.score DESC"
         own = self.conn.execute(
             f"SELECT title FROM {titles} AS s WHERE s.id = ?", (key,)
         ).fetchone()
         rows = self.conn.execute(
-            f"SELECT r.related_entry_id, s.title, r.score, r.rank FROM {quote(results_table)} AS r "
-            f"LEFT JOIN {titles} AS s ON s.id = r.related_entry_id "
-            "WHERE r.entry_id = ? ORDER BY r.rank",
+            f"SELECT r.{related}, s.title, r.score FROM {quote(layout.table)} AS r "
+            f"LEFT JOIN {titles} AS s ON s.id = r.{related} "
+            f"WHERE r.entry_id = ? ORDER BY {order}, r.{related}",
             (key,),
         ).fetchall()
-        return (own[0] if own else None), [StoredNeighbour(*row) for row in rows]
+        neighbours = [
+            StoredNeighbour(rid, title, score, rank)
+            for rank, (rid, title, score) in enumerate(rows, start=1)
+        ]
+        return (own[0] if own else None), neighbours
 
     def _titles_relation(self, source: SourceSettings) -> str:
-        if source.source_query:
-            return f"({source.source_query})"
+        query = self.source_query(source)
+        if query:
+            return f"({query})"
         return (
             f"(SELECT {quote(source.id_column)} AS id, {quote(source.title_column)} AS title "
             f"FROM {quote(source.source_table)})"
