@@ -25,12 +25,33 @@ demo: venv ## Build the sample SQLite blog, run the job and print related entrie
 test: venv ## Run every test (needs PostgreSQL: RELATED_TEST_POSTGRES_URL, default local server)
 	$(BIN)/python -m pytest
 
-lint: venv ## ruff on the code
+lint: venv ## ruff on the code, hadolint on the Dockerfile
 	$(BIN)/ruff check related tests
 	$(BIN)/ruff format --check related tests
+	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
 
 related: venv ## Run the job against $$DATABASE_URL
 	$(BIN)/related run
 
 clean: ## Remove the venv, caches and the demo database
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache related-demo.db
+
+# ---- The image. Both targets need a Docker engine; the tests never do (tests/test_shipping.py
+# installs the wheel the way the Dockerfile does, in a venv).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' related/__init__.py)
+IMAGE ?= related
+.PHONY: docker-build docker-run
+
+docker-build: ## Build the image related:VERSION and related:latest
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
+
+# DATABASE_URL and every RELATED_* variable set in the environment or on make's command line go
+# through by name: `-e NAME` copies the value, so no password shows in the command make echoes.
+# ARGS replaces the image's default command `run`: make docker-run ARGS='run --dry-run'.
+# SQLite is a file on the host: mount its directory at /work (the image's working directory)
+# and run as your own uid, so the job can write the database and its journal there:
+#   make docker-run DATABASE_URL=sqlite:///blog.db \
+#     DOCKER_RUN_FLAGS="-v $PWD:/work --user $(id -u):$(id -g)"
+# RELATED_CONFIG names a path inside the container: mount the file there as well.
+docker-run: ## Run the image once against DATABASE_URL, passing RELATED_* through
+	docker run --rm -e DATABASE_URL $(foreach v,$(sort $(filter RELATED_%,$(.VARIABLES))),-e $(v)) $(DOCKER_RUN_FLAGS) $(IMAGE):$(VERSION) $(ARGS)

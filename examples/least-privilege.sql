@@ -1,0 +1,31 @@
+-- A role for the related job that can read the entries and write only its own two tables.
+-- Run as the owner of the blog's tables (psql -d blog -f least-privilege.sql), after
+-- replacing related_job, the password and the database name "blog" with yours.
+CREATE ROLE related_job LOGIN PASSWORD 'change-me';
+GRANT CONNECT ON DATABASE blog TO related_job;
+GRANT USAGE ON SCHEMA public TO related_job;
+
+-- Read the source. With a custom source_query or the lokka preset, grant SELECT on every
+-- table the query reads (Lokka: entries and categories).
+GRANT SELECT ON entries TO related_job;
+
+-- The results and the run log, created here so the role needs no CREATE on the schema.
+-- (For integer ids; use text, bigint or uuid to match your entries.id.)
+CREATE TABLE IF NOT EXISTS related_entries (
+    entry_id integer NOT NULL,
+    related_entry_id integer NOT NULL,
+    score double precision NOT NULL,
+    rank smallint NOT NULL,
+    PRIMARY KEY (entry_id, related_entry_id)
+);
+CREATE TABLE IF NOT EXISTS related_runs (
+    run_id bigserial PRIMARY KEY, results_table text NOT NULL,
+    started_at timestamptz NOT NULL, finished_at timestamptz, status text NOT NULL,
+    entries integer, pairs integer, rows_inserted integer, rows_updated integer,
+    rows_deleted integer, rows_total integer, settings_fingerprint text,
+    input_fingerprint text, version text, message text
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON related_entries, related_runs TO related_job;
+GRANT USAGE ON SEQUENCE related_runs_run_id_seq TO related_job;
+-- The job stages rows in a temporary table: TEMPORARY is granted to PUBLIC by default; if
+-- your database revoked it, also: GRANT TEMPORARY ON DATABASE blog TO related_job;
