@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from related import __version__
 from related.config import Settings
@@ -26,10 +26,11 @@ from related.db import (
 from related.diff import ResultsDiff, diff_results
 from related.entries import Entries
 from related.fingerprint import input_fingerprint, settings_fingerprint
-from related.neighbours import Neighbours, top_k_neighbours
 from related.progress import NoProgress, ProgressFactory
-from related.tokenize import tokenize_entries
-from related.vectorize import TfidfMatrix, build_tfidf
+
+if TYPE_CHECKING:
+    from related.neighbours import Neighbours
+    from related.vectorize import TfidfMatrix
 
 log = logging.getLogger("related")
 
@@ -86,6 +87,12 @@ def compute_related(
     timer: _Timer | None = None,
 ) -> Related:
     """Tokenize, weight and find neighbours: the database-free middle of the job."""
+    # Imported here, not at the top: numpy, scipy and MeCab cost ~0.3 s to import, and a run
+    # that is skipped because nothing changed never needs them.
+    from related.neighbours import top_k_neighbours
+    from related.tokenize import tokenize_entries
+    from related.vectorize import build_tfidf
+
     timer = timer or _Timer({})
     with timer.stage("tokenize"):
         bar = progress("tokenize", len(entries))
