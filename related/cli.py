@@ -78,6 +78,15 @@ def _common_options(command: Callable) -> Callable:
     return command
 
 
+_format_option = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text for people, json for scripts (on stdout).",
+)
+
+
 def _settings(config_path: str | None, overrides: dict[str, Any]) -> Settings:
     return load_settings(environ=os.environ, config_path=config_path, overrides=overrides)
 
@@ -114,13 +123,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     "--dry-run", is_flag=True, help="Compute everything, print what would change, write nothing."
 )
 @click.option("--force", is_flag=True, help="Run even if nothing changed since the last run.")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    help="Run summary format on stdout.",
-)
+@_format_option
 @_setting_options({"source", "tokenizer", "vectors", "neighbours", "output", "run"})
 @click.pass_context
 def run(
@@ -203,13 +206,7 @@ def format_diff(diff: Any) -> list[str]:
 @cli.command()
 @_common_options
 @click.option("--limit", default=20, show_default=True, help="How many runs to list.")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    help="Output format on stdout.",
-)
+@_format_option
 @_setting_options({"output"})
 def runs(
     database_url: str | None,
@@ -253,13 +250,7 @@ def _blank(value: Any) -> str:
 @cli.command()
 @click.argument("entry_id")
 @_common_options
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    help="Output format on stdout.",
-)
+@_format_option
 @_setting_options({"source", "output"})
 def show(
     entry_id: str,

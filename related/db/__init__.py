@@ -10,11 +10,12 @@
 from __future__ import annotations
 
 import re
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +325,48 @@ def lock_key(results_table: str) -> int:
 
     digest = hashlib.sha256(f"related:{results_table}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def acquire_run_lock(try_lock: Callable[[], bool], results_table: str, run: RunSettings) -> None:
+    """Call ``try_lock`` until it succeeds; give up at once, or after ``run.lock_timeout``
+    seconds with ``run.wait_for_lock``, with LockedError (exit code 3)."""
+    started = time.monotonic()
+    while not try_lock():
+        waited = time.monotonic() - started
+        if not run.wait_for_lock or waited >= run.lock_timeout:
+            raise LockedError(
+                locked_message(results_table, run.lock_timeout if run.wait_for_lock else 0)
+            )
+        time.sleep(min(0.2, max(0.01, run.lock_timeout - waited)))
+
+
+def run_outcome_values(outcome: RunOutcome, write: WriteReport | None) -> tuple[Any, ...]:
+    """Parameters for the UPDATE of the run log, in FINISH_COLUMNS order, then the run_id."""
+    counts = (write.inserted, write.updated, write.deleted, write.total) if write else (None,) * 4
+    return (
+        datetime.now(UTC),
+        outcome.status,
+        outcome.entries,
+        outcome.pairs,
+        outcome.input_fingerprint,
+        outcome.message,
+        *counts,
+        outcome.run_id,
+    )
+
+
+FINISH_COLUMNS = (
+    "finished_at",
+    "status",
+    "entries",
+    "pairs",
+    "input_fingerprint",
+    "message",
+    "rows_inserted",
+    "rows_updated",
+    "rows_deleted",
+    "rows_total",
+)
 
 
 def locked_message(results_table: str, waited: float) -> str:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import astuple
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -23,21 +21,22 @@ from psycopg.conninfo import conninfo_to_dict
 
 from related.config import RunSettings, SourceSettings, validate_identifier
 from related.db import (
+    FINISH_COLUMNS,
     RUN_COLUMNS,
     Database,
-    LockedError,
     ResultRow,
     ResultsLayout,
     RunOutcome,
     RunRecord,
     StoredNeighbour,
     WriteReport,
+    acquire_run_lock,
     check_query_columns,
     check_results_columns,
     check_source_columns,
     entry_select_columns,
     lock_key,
-    locked_message,
+    run_outcome_values,
     scrub,
 )
 from related.entries import Entries, entries_from_rows
@@ -312,14 +311,11 @@ class PostgresDatabase(Database):
         # the job dies or its connection drops. Polling (not pg_advisory_lock) keeps every
         # statement short, so statement_timeout never cuts a legitimate wait.
         key = lock_key(results_table)
-        started = time.monotonic()
-        while not self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
-            waited = time.monotonic() - started
-            if not run.wait_for_lock or waited >= run.lock_timeout:
-                raise LockedError(
-                    locked_message(results_table, run.lock_timeout if run.wait_for_lock else 0)
-                )
-            time.sleep(min(0.2, max(0.01, run.lock_timeout - waited)))
+        acquire_run_lock(
+            lambda: self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0],
+            results_table,
+            run,
+        )
         try:
             yield
         finally:
@@ -362,25 +358,14 @@ class PostgresDatabase(Database):
         return int(run_id)
 
     def finish_run(self, outcome: RunOutcome, write: WriteReport | None = None) -> None:
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = %s").format(sql.Identifier(column)) for column in FINISH_COLUMNS
+        )
         self.conn.execute(
-            sql.SQL(
-                "UPDATE {} SET finished_at = %s, status = %s, entries = %s, pairs = %s, "
-                "input_fingerprint = %s, message = %s, rows_inserted = %s, rows_updated = %s, "
-                "rows_deleted = %s, rows_total = %s WHERE run_id = %s"
-            ).format(table_identifier(outcome.runs_table)),
-            (
-                datetime.now(UTC),
-                outcome.status,
-                outcome.entries,
-                outcome.pairs,
-                outcome.input_fingerprint,
-                outcome.message,
-                write.inserted if write else None,
-                write.updated if write else None,
-                write.deleted if write else None,
-                write.total if write else None,
-                outcome.run_id,
+            sql.SQL("UPDATE {} SET {} WHERE run_id = %s").format(
+                table_identifier(outcome.runs_table), assignments
             ),
+            run_outcome_values(outcome, write),
         )
 
     def list_runs(

@@ -5,27 +5,28 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import astuple
+from datetime import datetime
 
 from related.config import RunSettings, SourceSettings, validate_identifier
 from related.db import (
+    FINISH_COLUMNS,
     RUN_COLUMNS,
     Database,
-    LockedError,
     ResultRow,
     ResultsLayout,
     RunOutcome,
     RunRecord,
     StoredNeighbour,
     WriteReport,
+    acquire_run_lock,
     check_query_columns,
     check_results_columns,
     check_source_columns,
     entry_select_columns,
-    locked_message,
     mask_url,
+    run_outcome_values,
     sqlite_path,
 )
 from related.entries import Entries, entries_from_rows
@@ -218,21 +219,16 @@ class SQLiteDatabase(Database):
         # SQLite has no advisory locks; an flock on a file beside the database gives the same
         # guarantee to every process on this machine, and the OS releases it if we die.
         lock_path = f"{self.path}.related-{results_table}.lock"
-        started = time.monotonic()
         with open(lock_path, "a+b") as handle:
-            while True:
+
+            def try_lock() -> bool:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
                 except BlockingIOError:
-                    waited = time.monotonic() - started
-                    if not run.wait_for_lock or waited >= run.lock_timeout:
-                        raise LockedError(
-                            locked_message(
-                                results_table, run.lock_timeout if run.wait_for_lock else 0
-                            )
-                        ) from None
-                    time.sleep(min(0.2, max(0.01, run.lock_timeout - waited)))
+                    return False
+                return True
+
+            acquire_run_lock(try_lock, results_table, run)
             try:
                 yield
             finally:
@@ -268,25 +264,11 @@ class SQLiteDatabase(Database):
         return int(cursor.lastrowid)
 
     def finish_run(self, outcome: RunOutcome, write: WriteReport | None = None) -> None:
-        from datetime import UTC, datetime
-
+        assignments = ", ".join(f"{column} = ?" for column in FINISH_COLUMNS)
+        values = run_outcome_values(outcome, write)
         self.conn.execute(
-            f"UPDATE {quote(outcome.runs_table)} SET finished_at = ?, status = ?, entries = ?, "
-            "pairs = ?, input_fingerprint = ?, message = ?, rows_inserted = ?, "
-            "rows_updated = ?, rows_deleted = ?, rows_total = ? WHERE run_id = ?",
-            (
-                datetime.now(UTC).isoformat(),
-                outcome.status,
-                outcome.entries,
-                outcome.pairs,
-                outcome.input_fingerprint,
-                outcome.message,
-                write.inserted if write else None,
-                write.updated if write else None,
-                write.deleted if write else None,
-                write.total if write else None,
-                outcome.run_id,
-            ),
+            f"UPDATE {quote(outcome.runs_table)} SET {assignments} WHERE run_id = ?",
+            tuple(v.isoformat() if isinstance(v, datetime) else v for v in values),
         )
 
     def list_runs(
