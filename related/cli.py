@@ -247,6 +247,96 @@ def _blank(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+@cli.command(name="eval")
+@_common_options
+@click.option(
+    "--truth",
+    "truth_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help='Known related pairs: JSON {"entry_id": [related ids]} or CSV entry_id,related_entry_id.',
+)
+@click.option("--symmetric", is_flag=True, help="Count every truth pair in both directions.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Score a fresh computation with the current settings instead of the stored results.",
+)
+@_format_option
+@_setting_options({"source", "tokenizer", "vectors", "neighbours", "output"})
+@click.pass_context
+def evaluate_command(
+    ctx: click.Context,
+    database_url: str | None,
+    config_path: str | None,
+    truth_path: str,
+    symmetric: bool,
+    dry_run: bool,
+    output_format: str,
+    **overrides: Any,
+) -> None:
+    """Score related entries against pairs you know belong together.
+
+    Prints nDCG@10, recall@10, precision@5, MRR@10 and coverage, averaged over the entries
+    of the truth file that have at least one link. A handful of pairs is enough to compare
+    two settings with --dry-run.
+
+    \b
+    Example:
+        related eval --truth pairs.csv
+        related eval --truth truth.json --dry-run --title-weight 5 --format json
+    """
+    from related.evaluate import evaluate_database, format_evaluation, load_truth, symmetrise
+
+    settings = _settings(config_path, {**overrides, "database_url": database_url})
+    truth = load_truth(truth_path)
+    if symmetric:
+        truth = symmetrise(truth)
+    evaluation = evaluate_database(
+        settings, truth, fresh=dry_run, progress=_progress_factory(ctx.obj["quiet"])
+    )
+    if output_format == "json":
+        click.echo(json.dumps(evaluation.to_dict()))
+    else:
+        click.echo(format_evaluation(evaluation))
+
+
+@cli.command()
+@click.argument("entry_a")
+@click.argument("entry_b")
+@_common_options
+@click.option("--limit", default=10, show_default=True, help="Terms to show in each list.")
+@_format_option
+@_setting_options({"source", "tokenizer", "vectors"})
+def explain(
+    entry_a: str,
+    entry_b: str,
+    database_url: str | None,
+    config_path: str | None,
+    limit: int,
+    output_format: str,
+    **overrides: Any,
+) -> None:
+    """Why ENTRY_A and ENTRY_B are related: the shared terms and what each contributes.
+
+    The contributions of all shared terms add up to the cosine score the job computes with
+    the same settings; the terms strong in one entry and absent from the other follow.
+
+    \b
+    Example:
+        related explain 12 31
+        related explain docker-intro docker-compose --limit 20 --format json
+    """
+    from related.explain import explain_in_database, format_explanation
+
+    settings = _settings(config_path, {**overrides, "database_url": database_url})
+    explanation = explain_in_database(settings, entry_a, entry_b, limit=limit)
+    if output_format == "json":
+        click.echo(json.dumps(explanation.to_dict(), ensure_ascii=False))
+    else:
+        click.echo(format_explanation(explanation, entry_a=entry_a, entry_b=entry_b, limit=limit))
+
+
 @cli.command()
 @click.argument("entry_id")
 @_common_options

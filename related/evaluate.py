@@ -36,8 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from related.entries import EntryId
 from related.errors import ConfigError, SourceError
+from related.progress import NoProgress, ProgressFactory
 
 if TYPE_CHECKING:
+    from related.config import Settings
     from related.db import Database, ResultsLayout
 
 Truth = dict[EntryId, tuple[EntryId, ...]]
@@ -280,6 +282,26 @@ def evaluate_stored(
         for entry, neighbours in rankings_from_rows(rows).items()
     }
     return evaluate(rankings, truth)
+
+
+def evaluate_database(
+    settings: Settings,
+    truth: Mapping[EntryId, Sequence[EntryId]],
+    *,
+    fresh: bool = False,
+    progress: ProgressFactory = NoProgress,
+) -> Evaluation:
+    """Score the stored results of ``settings``' database, or (``fresh``) a new computation
+    with ``settings`` that writes nothing."""
+    from related.db import ResultsLayout, connect
+    from related.pipeline import compute_related
+
+    with connect(settings.require_database_url(), settings.run) as db:
+        if not fresh:
+            return evaluate_stored(db, truth, layout=ResultsLayout.from_settings(settings.output))
+        entries = db.read_entries(settings.source)
+    related = compute_related(entries, settings, progress=progress)
+    return evaluate(rankings_from_rows(related.rows), truth)
 
 
 def _like(example: EntryId, value: Any) -> Any:

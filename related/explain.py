@@ -144,13 +144,22 @@ def explain_entries(
     Uses the same settings as the job, so the score equals the one ``related run`` stores
     (when B is among A's neighbours).
     """
-    from related.tokenize import tokenize_entries
-    from related.vectorize import build_tfidf
+    from related.pipeline import vectorize_entries
 
     row_a, row_b = row_of(entries, entry_a), row_of(entries, entry_b)
-    term_counts = tokenize_entries(entries.items, settings.tokenizer)
-    tfidf = build_tfidf(term_counts, settings.vectors)
+    tfidf = vectorize_entries(entries, settings)
     return explain_pair(tfidf, row_a, row_b, limit=limit)
+
+
+def explain_in_database(
+    settings: Settings, entry_a: str, entry_b: str, *, limit: int = DEFAULT_LIMIT
+) -> Explanation:
+    """Read the entries of ``settings``' database and explain the pair A, B."""
+    from related.db import connect
+
+    with connect(settings.require_database_url(), settings.run) as db:
+        entries = db.read_entries(settings.source)
+    return explain_entries(entries, settings, entry_a, entry_b, limit=limit)
 
 
 def format_explanation(

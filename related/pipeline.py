@@ -79,17 +79,20 @@ class _Timer:
             self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
-def compute_related(
+def vectorize_entries(
     entries: Entries,
     settings: Settings,
     *,
     progress: ProgressFactory = NoProgress,
     timer: _Timer | None = None,
-) -> Related:
-    """Tokenize, weight and find neighbours: the database-free middle of the job."""
+) -> TfidfMatrix:
+    """Tokenize and weight: entries in, the L2-normalised TF-IDF matrix out.
+
+    The one place vectors are built, so `related run`, `related explain` and `related eval`
+    always agree on a score.
+    """
     # Imported here, not at the top: numpy, scipy and MeCab cost ~0.3 s to import, and a run
     # that is skipped because nothing changed never needs them.
-    from related.neighbours import top_k_neighbours
     from related.tokenize import tokenize_entries
     from related.vectorize import build_tfidf
 
@@ -109,7 +112,21 @@ def compute_related(
             + (" ..." if len(without_terms) > 5 else ""),
         )
     with timer.stage("vectorize"):
-        tfidf = build_tfidf(term_counts, settings.vectors)
+        return build_tfidf(term_counts, settings.vectors)
+
+
+def compute_related(
+    entries: Entries,
+    settings: Settings,
+    *,
+    progress: ProgressFactory = NoProgress,
+    timer: _Timer | None = None,
+) -> Related:
+    """Tokenize, weight and find neighbours: the database-free middle of the job."""
+    from related.neighbours import top_k_neighbours
+
+    timer = timer or _Timer({})
+    tfidf = vectorize_entries(entries, settings, progress=progress, timer=timer)
     with timer.stage("neighbours"):
         bar = progress("neighbours", len(entries))
         neighbours = top_k_neighbours(
