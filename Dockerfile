@@ -2,7 +2,7 @@
 #
 # The `related` batch job as an image: it starts, computes related entries, writes them back
 # in one transaction and exits (0 success, 1 runtime failure, 2 bad usage or configuration,
-# 130 interrupted). Schedule it; it is not a server.
+# 3 another run holds the lock, 130 interrupted). Schedule it; it is not a server.
 #
 #   make docker-build                  # docker build -t related:VERSION -t related:latest .
 #   docker run --rm -e DATABASE_URL related:latest               # runs `related run`
