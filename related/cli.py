@@ -337,6 +337,44 @@ def explain(
         click.echo(format_explanation(explanation, entry_a=entry_a, entry_b=entry_b, limit=limit))
 
 
+@cli.command(name="config")
+@_common_options
+@_format_option
+@_setting_options({"source", "tokenizer", "vectors", "neighbours", "output", "run"})
+def show_config(
+    database_url: str | None, config_path: str | None, output_format: str, **overrides: Any
+) -> None:
+    """Print every setting as the job would use it, and where its value came from.
+
+    The database password is masked. Useful to check what a CI job or container really sees.
+
+    \b
+    Example:
+        related config
+        RELATED_TOP_K=5 related config --format json
+    """
+    origins: dict[str, str] = {}
+    settings = load_settings(
+        environ=os.environ,
+        config_path=config_path,
+        overrides={**overrides, "database_url": database_url},
+        origins=origins,
+    )
+    url = mask_url(settings.database_url) if settings.database_url else None
+    rows = [("database_url", url, origins.get("database_url", "not set"))]
+    for info in setting_infos():
+        section = getattr(settings, info.section)
+        rows.append((info.name, getattr(section, info.name), origins.get(info.name, "default")))
+    if output_format == "json":
+        payload = {name: {"value": value, "from": origin} for name, value, origin in rows}
+        click.echo(json.dumps(payload, ensure_ascii=False))
+        return
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, origin in rows:
+        shown = ",".join(value) if isinstance(value, tuple) else value
+        click.echo(f"{name:<{width}}  {shown!s:<30}  ({origin})")
+
+
 @cli.command()
 @click.argument("entry_id")
 @_common_options

@@ -201,15 +201,18 @@ def load_settings(
     environ: Mapping[str, str],
     config_path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> Settings:
     """Resolve settings: defaults < config file < environment < ``overrides`` (flags).
 
     ``config_path`` None means: ``RELATED_CONFIG`` if set, else ``related.toml`` in the working
     directory if it exists. ``overrides`` maps setting names (``top_k``) to values; None values
-    are ignored so that unset flags fall through.
+    are ignored so that unset flags fall through. ``origins``, if given, is filled with where
+    each non-default value came from (``"env RELATED_TOP_K"``), for `related config`.
     """
     values: dict[str, Any] = {}
     database_url: str | None = None
+    origin = origins if origins is not None else {}
 
     path = config_path or environ.get(ENV_PREFIX + "CONFIG")
     if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
@@ -218,23 +221,30 @@ def load_settings(
         file_values = _read_config_file(Path(path))
         database_url = file_values.pop("database_url", None)
         values.update(file_values)
+        origin.update({name: f"file {path}" for name in file_values})
+        if database_url:
+            origin["database_url"] = f"file {path}"
 
     infos = {info.name: info for info in setting_infos()}
     for name, info in infos.items():
         raw = environ.get(info.env_var)
         if raw is not None:
             values[name] = _parse_env_value(info, raw)
-    database_url = (
-        environ.get("DATABASE_URL") or environ.get("RELATED_DATABASE_URL") or database_url
-    )
+            origin[name] = f"env {info.env_var}"
+    for variable in ("RELATED_DATABASE_URL", "DATABASE_URL"):
+        if environ.get(variable):
+            database_url = environ[variable]
+            origin["database_url"] = f"env {variable}"
 
     for name, value in (overrides or {}).items():
         if value is None:
             continue
         if name == "database_url":
             database_url = value
+            origin[name] = "flag --database-url"
         elif name in infos:
             values[name] = _coerce(infos[name], value, origin=infos[name].flag)
+            origin[name] = f"flag {infos[name].flag}"
         else:
             raise ConfigError(f"Unknown setting {name!r}.")
 

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,27 @@ def test_every_setting_has_one_spelling():
     assert len(names) == len(set(names))
     top_k = next(i for i in infos if i.name == "top_k")
     assert (top_k.section, top_k.env_var, top_k.flag) == ("neighbours", "RELATED_TOP_K", "--top-k")
+
+
+def test_config_command_shows_values_origins_and_masks_the_password(invoke, tmp_path):
+    write(tmp_path / "related.toml", "[neighbours]\ntop_k = 7\n")  # invoke() runs in tmp_path
+    env = {"DATABASE_URL": "postgresql://blog:s3cret@db/blog", "RELATED_MIN_SCORE": "0.1"}
+    result = invoke("config", "--stop-words", "a,b", "--format", "json", env=env)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["database_url"] == {
+        "value": "postgresql://blog:***@db/blog",
+        "from": "env DATABASE_URL",
+    }
+    assert shown["top_k"] == {"value": 7, "from": "file related.toml"}
+    assert shown["min_score"] == {"value": 0.1, "from": "env RELATED_MIN_SCORE"}
+    assert shown["stop_words"] == {"value": ["a", "b"], "from": "flag --stop-words"}
+    assert shown["results_table"] == {"value": "related_entries", "from": "default"}
+    text = invoke("config", env=env).stdout
+    assert "s3cret" not in text
+    assert text.splitlines()[0].split() == [
+        "database_url",
+        "postgresql://blog:***@db/blog",
+        "(env",
+        "DATABASE_URL)",
+    ]
