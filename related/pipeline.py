@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -94,7 +95,7 @@ def vectorize_entries(
     # Imported here, not at the top: numpy, scipy and MeCab cost ~0.3 s to import, and a run
     # that is skipped because nothing changed never needs them.
     from related.tokenize import tokenize_entries
-    from related.vectorize import build_tfidf
+    from related.vectorize import add_field_vectors, build_tfidf
 
     timer = timer or _Timer({})
     with timer.stage("tokenize"):
@@ -112,7 +113,24 @@ def vectorize_entries(
             + (" ..." if len(without_terms) > 5 else ""),
         )
     with timer.stage("vectorize"):
-        return build_tfidf(term_counts, settings.vectors)
+        tfidf = build_tfidf(term_counts, settings.vectors)
+        if settings.vectors.title_share:
+            tfidf = add_field_vectors(
+                tfidf,
+                title_term_counts(entries, settings),
+                share=settings.vectors.title_share,
+                sublinear_tf=settings.vectors.sublinear_tf,
+            )
+        return tfidf
+
+
+def title_term_counts(entries: Entries, settings: Settings) -> list[Counter[str]]:
+    """Each title's terms alone (titles are short: this second MeCab pass costs little)."""
+    from related.text import clean_text
+    from related.tokenize import Tokenizer
+
+    tokenizer = Tokenizer(settings.tokenizer)
+    return [Counter(tokenizer.terms(clean_text(entry.title))) for entry in entries.items]
 
 
 def compute_related(

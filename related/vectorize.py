@@ -97,3 +97,41 @@ def build_tfidf(
 ) -> TfidfMatrix:
     counts, terms = count_matrix(term_counts)
     return tfidf_from_counts(counts, terms, settings)
+
+
+def add_field_vectors(
+    tfidf: TfidfMatrix,
+    field_counts: Sequence[Mapping[str, float]],
+    *,
+    share: float,
+    sublinear_tf: bool = True,
+) -> TfidfMatrix:
+    """Give one field (the title) a fixed share of every entry's vector.
+
+        row = L2( X_row + share * L2( tf(field terms) * idf ) )
+
+    on X's own columns and idf (field terms pruned from X are ignored). A title weight only
+    multiplies counts, so in a long entry the title's terms drown among the body's; a
+    separately normalised field vector keeps the same share whatever the body's length. Rows
+    stay L2-normalised: scores are still cosines. ``tfidf`` is not modified.
+    """
+    column = {term: i for i, term in enumerate(tfidf.terms)}
+    kept = [
+        {column[t]: n for t, n in counts.items() if t in column and n > 0}
+        for counts in field_counts
+    ]
+    indptr = np.zeros(len(kept) + 1, dtype=np.int64)
+    np.cumsum([len(row) for row in kept], out=indptr[1:])
+    nnz = int(indptr[-1])
+    values = np.fromiter((n for row in kept for n in row.values()), dtype=np.float64, count=nnz)
+    columns = np.fromiter((c for row in kept for c in row), dtype=np.int32, count=nnz)
+    field = sp.csr_matrix((values, columns, indptr), shape=tfidf.matrix.shape)
+    if sublinear_tf:
+        big = field.data >= 1
+        field.data[big] = 1.0 + np.log(field.data[big])
+    field.data *= tfidf.idf[field.indices]
+    l2_normalise_rows(field)
+    combined = (tfidf.matrix + share * field).tocsr()
+    combined.sort_indices()
+    l2_normalise_rows(combined)
+    return TfidfMatrix(matrix=combined, terms=tfidf.terms, idf=tfidf.idf)
