@@ -25,6 +25,16 @@ _SPACES = re.compile(r"[ \t\u3000]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
 
+def _drop_invisible(text: str) -> str:
+    """Remove control, format, private-use and unassigned characters; keep newlines and tabs."""
+    # Fast path: str.isprintable() is False for every category-C character (and a few spaces),
+    # so a printable text has nothing to remove. It holds for almost every NFKC'd entry and
+    # skips a Python-level loop over each character.
+    if text.replace("\n", "").replace("\t", "").isprintable():
+        return text
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+
+
 def clean_text(text: str) -> str:
     """Return the readable words of an HTML / Markdown / plain-text body, NFKC-normalised.
 
@@ -51,7 +61,7 @@ def clean_text(text: str) -> str:
     text = _MD_RULE.sub(" ", text)
     text = _MD_LINE_MARKUP.sub("", text)
     text = _MD_EMPHASIS.sub(" ", text)
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    text = _drop_invisible(text)
     text = _SPACES.sub(" ", text)
     text = _BLANK_LINES.sub("\n", text)
     return text.strip()
