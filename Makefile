@@ -33,6 +33,12 @@ lint: venv ## ruff on the code, hadolint on the Dockerfile
 related: venv ## Run the job against $$DATABASE_URL
 	$(BIN)/related run
 
+# The baseline sparse_dot_topn is a benchmark need only: the [bench] extra, not [dev].
+# Bigger sizes: make bench BENCH_ARGS='--sizes 30000 100000' (see bench/README.md).
+bench: venv ## Benchmark 3k and 10k entries: stages x sizes, baselines measured alongside
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_run.py $(BENCH_ARGS)
+
 clean: ## Remove the venv, caches and the demo database
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache related-demo.db
 

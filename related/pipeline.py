@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from related import __version__
-from related.config import Settings
+from related.config import AUTO_PRUNED_FROM, Settings
 from related.db import (
     Database,
     ResultRow,
@@ -46,6 +46,8 @@ class RunReport:
     terms: int = 0
     nnz: int = 0
     pairs: int = 0
+    neighbour_mode: str = ""  # as resolved for this run (auto -> exact or pruned)
+    workers: int = 0
     write: WriteReport | None = None
     diff: ResultsDiff | None = None  # dry runs: what the write would change
     run_id: int | None = None  # the row in the run log (not for dry runs)
@@ -94,26 +96,28 @@ def vectorize_entries(
     """
     # Imported here, not at the top: numpy, scipy and MeCab cost ~0.3 s to import, and a run
     # that is skipped because nothing changed never needs them.
-    from related.tokenize import tokenize_entries
-    from related.vectorize import add_field_vectors, build_tfidf
+    from related.tokenize import count_entries
+    from related.vectorize import add_field_vectors, tfidf_from_counts
 
     timer = timer or _Timer({})
     with timer.stage("tokenize"):
         bar = progress("tokenize", len(entries))
-        term_counts = tokenize_entries(entries.items, settings.tokenizer, on_entry=bar.advance)
+        counts, terms = count_entries(
+            entries.items, settings.tokenizer, workers=settings.run.workers, on_entries=bar.advance
+        )
         bar.close()
-    without_terms = [e.id for e, c in zip(entries.items, term_counts, strict=True) if not c]
-    if without_terms:
+    empty_rows = (counts.getnnz(axis=1) == 0).nonzero()[0].tolist()
+    if empty_rows:
         log.warning(
             "%d entr%s yielded no terms (empty, or only symbols, numbers or markup) and get "
             "no related entries: %s",
-            len(without_terms),
-            "y" if len(without_terms) == 1 else "ies",
-            ", ".join(repr(i) for i in without_terms[:5])
-            + (" ..." if len(without_terms) > 5 else ""),
+            len(empty_rows),
+            "y" if len(empty_rows) == 1 else "ies",
+            ", ".join(repr(entries.items[i].id) for i in empty_rows[:5])
+            + (" ..." if len(empty_rows) > 5 else ""),
         )
     with timer.stage("vectorize"):
-        tfidf = build_tfidf(term_counts, settings.vectors)
+        tfidf = tfidf_from_counts(counts, terms, settings.vectors)
         if settings.vectors.title_share:
             tfidf = add_field_vectors(
                 tfidf,
@@ -131,6 +135,13 @@ def title_term_counts(entries: Entries, settings: Settings) -> list[Counter[str]
 
     tokenizer = Tokenizer(settings.tokenizer)
     return [Counter(tokenizer.terms(clean_text(entry.title))) for entry in entries.items]
+
+
+def resolved_neighbour_mode(settings: Settings, n_entries: int) -> str:
+    mode = settings.neighbours.neighbour_mode
+    if mode == "auto":
+        return "pruned" if n_entries >= AUTO_PRUNED_FROM else "exact"
+    return mode
 
 
 def compute_related(
@@ -152,6 +163,8 @@ def compute_related(
             top_k=settings.neighbours.top_k,
             min_score=settings.neighbours.min_score,
             on_rows=bar.advance,
+            mode=resolved_neighbour_mode(settings, len(entries)),
+            workers=settings.run.workers,
         )
         bar.close()
     ids = entries.ids
@@ -231,6 +244,8 @@ def _compute(
     report.terms = len(related.tfidf.terms)
     report.nnz = related.tfidf.nnz
     report.pairs = len(related.rows)
+    report.neighbour_mode = resolved_neighbour_mode(settings, len(entries))
+    report.workers = settings.run.workers
     report.entries_without_terms = int((related.tfidf.matrix.getnnz(axis=1) == 0).sum())
     return related
 

@@ -9,11 +9,14 @@ strings unidic-lite's default format puts in its 1st and 5th columns), one regul
 picks the kept nouns out of its whole output in C, and each distinct surface is normalised once
 per process. Noun extraction then costs a few percent on top of ``Tagger.parse`` itself.
 ``tokenize_entries(..., workers=N)`` spreads entries over N processes in chunks; the results are
-identical to the serial path and come back in input order.
+identical to the serial path and come back in input order. ``count_entries`` does the same but
+returns the count matrix (what ``vectorize.count_matrix`` would build) instead of a Counter per
+entry, which keeps a big corpus's counts in arrays.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import re
@@ -21,7 +24,7 @@ import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from related.config import TokenizerSettings
 from related.entries import Entry
@@ -29,13 +32,16 @@ from related.text import clean_text
 
 if TYPE_CHECKING:
     import MeCab
+    import scipy.sparse as sp
+
+T = TypeVar("T")
 
 # MeCab's lattice grows with its input; feeding a multi-megabyte entry in pieces keeps memory
 # flat. Pieces end at a line break where possible, so words are not cut.
 CHUNK_CHARS = 20_000
 
 # Entries per task sent to a worker process: big enough that pickling and scheduling cost
-# little next to MeCab (~64 entries of 6 KB is ~30 ms of work), small enough for an even
+# little next to MeCab (64 entries of 6 KB are ~0.1 s of work), small enough for an even
 # spread over the workers and a progress bar that moves.
 WORKER_CHUNK = 64
 
@@ -106,35 +112,31 @@ class Tokenizer:
         for piece in _chunks(text, CHUNK_CHARS):
             yield findall(parse(piece))
 
-    def _term(self, surface: str) -> str | None:
-        try:
-            return self._term_of[surface]
-        except KeyError:
-            term = normalise_term(surface)
-            if term in self._stop_words:
-                term = None
-            if len(self._term_of) >= _MEMO_LIMIT:
-                self._term_of.clear()
-            self._term_of[surface] = term
-            return term
+    def _learn(self, surfaces: Iterable[str]) -> dict[str, str | None]:
+        """The surface -> term memo, after adding any of ``surfaces`` it has not seen."""
+        memo = self._term_of
+        new = set(surfaces).difference(memo)
+        if new:
+            if len(memo) + len(new) > _MEMO_LIMIT:
+                memo.clear()
+                new = set(surfaces)
+            for surface in new:
+                term = normalise_term(surface)
+                memo[surface] = None if term in self._stop_words else term
+        return memo
 
     def terms(self, text: str) -> list[str]:
         """The kept terms of already-cleaned text, in order (repeats included)."""
-        found = []
+        found: list[str] = []
         for surfaces in self._surfaces(text):
-            found.extend(t for t in map(self._term, surfaces) if t is not None)
+            found.extend(filter(None, map(self._learn(surfaces).__getitem__, surfaces)))
         return found
 
     def term_counts(self, text: str) -> Counter[str]:
-        """``Counter(self.terms(text))``, normalising each distinct surface once."""
-        surface_counts: Counter[str] = Counter()
-        for surfaces in self._surfaces(text):
-            surface_counts.update(surfaces)
+        """``Counter(self.terms(text))``; the loops run in C (map, filter, Counter)."""
         counts: Counter[str] = Counter()
-        for surface, n in surface_counts.items():
-            term = self._term(surface)
-            if term is not None:
-                counts[term] += n
+        for surfaces in self._surfaces(text):
+            counts.update(filter(None, map(self._learn(surfaces).__getitem__, surfaces)))
         return counts
 
     def entry_term_counts(self, entry: Entry) -> Counter[str]:
@@ -181,20 +183,9 @@ def tokenize_entries(
     same as with one worker. Progress: ``on_entries(n)`` after each chunk of n entries (n = 1
     when serial), ``on_entry()`` once per entry.
     """
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0 (0 = one per CPU core), not {workers}.")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, not {chunk_size}.")
     entries = list(entries)
-    workers = min(workers or available_cpus(), -(-len(entries) // chunk_size))
-
-    def progress(n: int) -> None:
-        if on_entries is not None:
-            on_entries(n)
-        if on_entry is not None:
-            for _ in range(n):
-                on_entry()
-
+    workers = _check_workers(workers, chunk_size, len(entries))
+    progress = _progress(on_entry, on_entries)
     if workers <= 1:
         tokenizer = Tokenizer(settings)
         result = []
@@ -202,17 +193,129 @@ def tokenize_entries(
             result.append(tokenizer.entry_term_counts(entry))
             progress(1)
         return result
-
-    chunks = [entries[i : i + chunk_size] for i in range(0, len(entries), chunk_size)]
     result = []
-    # The pool inherits nothing it needs: each worker makes its own Tokenizer on first use, so
-    # fork, spawn and forkserver all work and no MeCab tagger crosses a process boundary.
-    with _pool_context().Pool(workers, initializer=_start_worker, initargs=(settings,)) as pool:
-        for counts in pool.imap(_tokenize_chunk, chunks):
-            # Share one string object per term across entries, as the serial path does.
-            result.extend(Counter({sys.intern(t): n for t, n in c.items()}) for c in counts)
-            progress(len(counts))
+    for counts in _map_chunks(_counters, entries, settings, workers, chunk_size):
+        # Share one string object per term across entries, as the serial path does.
+        result.extend(Counter({sys.intern(t): n for t, n in c.items()}) for c in counts)
+        progress(len(counts))
     return result
+
+
+def count_entries(
+    entries: Iterable[Entry],
+    settings: TokenizerSettings,
+    *,
+    on_entries: Callable[[int], None] | None = None,
+    workers: int = 1,
+    chunk_size: int = WORKER_CHUNK,
+) -> tuple[sp.csr_matrix, list[str]]:
+    """The count matrix of the entries (rows in the order given) and its terms, sorted.
+
+    Equal to ``vectorize.count_matrix(tokenize_entries(...))``, without a Counter per entry
+    or Python lists of every count: each chunk of entries comes back as arrays. On 100k bench
+    entries the process peaks at 2.6 GB instead of 2.9 GB (0.96 GB of it the entries).
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    entries = list(entries)
+    workers = _check_workers(workers, chunk_size, len(entries))
+    progress = _progress(None, on_entries)
+    vocabulary: dict[str, int] = {}  # term -> id, in order of first appearance
+    lengths, ids, values = [], [], []
+    for chunk_terms, chunk_lengths, chunk_ids, chunk_values in _map_chunks(
+        _packed_counts, entries, settings, workers, chunk_size
+    ):
+        to_global = np.fromiter(
+            (vocabulary.setdefault(t, len(vocabulary)) for t in chunk_terms),
+            dtype=np.int64,
+            count=len(chunk_terms),
+        )
+        lengths.append(chunk_lengths)
+        ids.append(to_global[chunk_ids])
+        values.append(chunk_values)
+        progress(len(chunk_lengths))
+    terms = list(vocabulary)
+    order = sorted(range(len(terms)), key=terms.__getitem__)
+    column = np.empty(len(terms), dtype=np.int64)
+    column[order] = np.arange(len(terms))
+    indptr = np.zeros(len(entries) + 1, dtype=np.int64)
+    if entries:
+        np.cumsum(np.concatenate(lengths), out=indptr[1:])
+    matrix = sp.csr_matrix(
+        (
+            np.concatenate(values) if values else np.zeros(0),
+            column[np.concatenate(ids)].astype(np.int32) if ids else np.zeros(0, np.int32),
+            indptr,
+        ),
+        shape=(len(entries), len(terms)),
+    )
+    matrix.sort_indices()
+    return matrix, [terms[i] for i in order]
+
+
+def _check_workers(workers: int, chunk_size: int, n_entries: int) -> int:
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0 (0 = one per CPU core), not {workers}.")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, not {chunk_size}.")
+    return min(workers or available_cpus(), -(-n_entries // chunk_size))
+
+
+def _progress(
+    on_entry: Callable[[], None] | None, on_entries: Callable[[int], None] | None
+) -> Callable[[int], None]:
+    def progress(n: int) -> None:
+        if on_entries is not None:
+            on_entries(n)
+        if on_entry is not None:
+            for _ in range(n):
+                on_entry()
+
+    return progress
+
+
+def _map_chunks(
+    work: Callable[[Tokenizer, list[Entry]], T],
+    entries: list[Entry],
+    settings: TokenizerSettings,
+    workers: int,
+    chunk_size: int,
+) -> Iterator[T]:
+    """``work(tokenizer, chunk)`` for each chunk of entries, in order, in ``workers`` processes."""
+    chunks = [entries[i : i + chunk_size] for i in range(0, len(entries), chunk_size)]
+    if workers <= 1:
+        tokenizer = Tokenizer(settings)
+        for chunk in chunks:
+            yield work(tokenizer, chunk)
+        return
+    # The pool inherits nothing it needs: each worker makes its own Tokenizer, so fork, spawn
+    # and forkserver all work and no MeCab tagger crosses a process boundary.
+    with _pool_context().Pool(workers, initializer=_start_worker, initargs=(settings,)) as pool:
+        yield from pool.imap(functools.partial(_in_worker, work), chunks)
+
+
+def _counters(tokenizer: Tokenizer, entries: list[Entry]) -> list[Counter[str]]:
+    return [tokenizer.entry_term_counts(entry) for entry in entries]
+
+
+def _packed_counts(tokenizer: Tokenizer, entries: list[Entry]) -> tuple:
+    """A chunk's counts as (terms, terms per entry, term ids, values): cheap to pickle."""
+    import numpy as np
+
+    local: dict[str, int] = {}
+    lengths, ids, values = [], [], []
+    for entry in entries:
+        counts = tokenizer.entry_term_counts(entry)
+        lengths.append(len(counts))
+        ids.extend(local.setdefault(t, len(local)) for t in counts)
+        values.extend(counts.values())
+    return (
+        list(local),
+        np.asarray(lengths, dtype=np.int64),
+        np.asarray(ids, dtype=np.int64),
+        np.asarray(values, dtype=np.float64),
+    )
 
 
 def available_cpus() -> int:
@@ -236,9 +339,9 @@ def _start_worker(settings: TokenizerSettings) -> None:
     _worker_tokenizer = Tokenizer(settings)
 
 
-def _tokenize_chunk(entries: list[Entry]) -> list[Counter[str]]:
+def _in_worker(work: Callable[[Tokenizer, list[Entry]], T], entries: list[Entry]) -> T:
     assert _worker_tokenizer is not None, "worker started without _start_worker"
-    return [_worker_tokenizer.entry_term_counts(entry) for entry in entries]
+    return work(_worker_tokenizer, entries)
 
 
 def _chunks(text: str, size: int) -> Iterator[str]:

@@ -274,3 +274,37 @@ def test_demo_and_version(invoke, tmp_path):
         [sys.executable, "-m", "related", "--version"], capture_output=True, text=True, check=True
     )
     assert version.stdout.strip() == f"related, version {__version__}"
+
+
+def test_workers_and_neighbour_modes_give_the_same_results_here(invoke, sample_sqlite):
+    def run(*flags):
+        result = invoke(
+            "run",
+            "--database-url",
+            sample_sqlite,
+            *SAMPLE_FLAGS,
+            "--force",
+            "--format",
+            "json",
+            *flags,
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout), sqlite_rows(sample_sqlite)
+
+    auto, auto_rows = run()
+    assert auto["neighbour_mode"] == "exact"  # auto prunes only from 20,000 entries
+    serial, serial_rows = run("--workers", "1", "--neighbour-mode", "exact")
+    parallel, parallel_rows = run("--workers", "2", "--neighbour-mode", "exact")
+    assert (serial["workers"], parallel["workers"]) == (1, 2)
+    assert serial_rows == parallel_rows == auto_rows
+    pruned, pruned_rows = run("--neighbour-mode", "pruned")
+    assert pruned["neighbour_mode"] == "pruned"
+    # Pruned mode scores its candidates exactly: any pair it keeps has the exact score. (Its
+    # recall is measured in bench/, on corpora big enough for "rare terms" to mean something.)
+    exact_scores = {(a, b): s for a, b, s, _ in auto_rows}
+    assert all(
+        abs(exact_scores[(a, b)] - s) < 1e-12
+        for a, b, s, _ in pruned_rows
+        if (a, b) in exact_scores
+    )
+    assert sum((a, b) in exact_scores for a, b, _, _ in pruned_rows) >= 0.9 * len(pruned_rows)

@@ -129,3 +129,12 @@ def test_config_command_shows_values_origins_and_masks_the_password(invoke, tmp_
         "(env",
         "DATABASE_URL)",
     ]
+
+
+def test_neighbour_modes_match_the_library():
+    from related.config import NEIGHBOUR_MODES
+    from related.neighbours import MODES
+
+    assert set(NEIGHBOUR_MODES) == {"auto", *MODES}
+    with pytest.raises(ConfigError, match="neighbour_mode = 'fast' is not known"):
+        load_settings(environ={"RELATED_NEIGHBOUR_MODE": "fast"})

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from related.neighbours import top_k_neighbours, top_k_of_row
+from related.neighbours import Pruning, top_k_neighbours, top_k_of_row
 from related.vectorize import l2_normalise_rows
 
 
@@ -36,29 +36,147 @@ def random_tfidf(seed: int, n: int = 150, terms: int = 80, density: float = 0.05
     return matrix
 
 
+def zipf_tfidf(seed: int, n: int = 400, terms: int = 600, per_row: int = 40, clusters: int = 0):
+    """Blog-like: a few terms in most rows (the dense part of exact mode), a long rare tail,
+    and with ``clusters`` each row also draws 8 of its cluster's 20 own terms."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, terms + 1)
+    rows, cols = [], []
+    for i in range(n):
+        chosen = rng.choice(terms, size=per_row, replace=False, p=popularity / popularity.sum())
+        if clusters:
+            own = terms + 20 * (i % clusters) + rng.choice(20, size=8, replace=False)
+            chosen = np.concatenate([chosen, own])
+        rows.extend([i] * len(chosen))
+        cols.extend(chosen.tolist())
+    data = rng.random(len(rows)) + 0.05
+    matrix = sp.csr_matrix((data, (rows, cols)), shape=(n, terms + 20 * clusters))
+    df = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    matrix.data *= np.log((1 + n) / (1 + df[matrix.indices])) + 1  # idf, as vectorize.py
+    l2_normalise_rows(matrix)
+    return matrix
+
+
+def assert_same(result, expected):
+    got = as_tuples(result)
+    assert [r[:2] + r[3:] for r in got] == [e[:2] + e[3:] for e in expected]
+    assert np.allclose([r[2] for r in got], [min(e[2], 1.0) for e in expected], rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("block_cells", [1, 1_000, 20_000_000])
 def test_matches_brute_force_on_random_data(seed, block_cells):
     matrix = random_tfidf(seed)
-    result = as_tuples(top_k_neighbours(matrix, top_k=5, block_cells=block_cells))
-    expected = brute_force(matrix, 5)
-    assert [r[:2] + r[3:] for r in result] == [e[:2] + e[3:] for e in expected]
-    assert np.allclose([r[2] for r in result], [min(e[2], 1.0) for e in expected])
+    assert_same(top_k_neighbours(matrix, top_k=5, block_cells=block_cells), brute_force(matrix, 5))
 
 
-def test_min_score_filters_and_k_larger_than_corpus():
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("top_k", [1, 10, 70])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_exact_mode_matches_brute_force_on_blog_like_data(seed, top_k, workers):
+    # Common terms go through the float32 dense product, rare ones through the sparse one;
+    # the result must still be the float64 ranking, scores bit for bit scipy's X @ X.T.
+    matrix = zipf_tfidf(seed)
+    result = top_k_neighbours(matrix, top_k=top_k, block_cells=20_000, workers=workers)
+    assert_same(result, brute_force(matrix, top_k))
+    product = (matrix @ matrix.T).toarray()
+    assert np.array_equal(result.score, np.minimum(product[result.source, result.target], 1.0))
+
+
+def test_exact_mode_keeps_near_ties_that_float32_cannot_tell_apart():
+    # Row 0's neighbours differ by 1e-9 in cosine, far below float32 resolution.
+    rng = np.random.default_rng(5)
+    base = rng.random(50) + 0.1
+    rows = [base]
+    for i in range(1, 30):
+        row = base.copy()
+        row[i % 50] += 1e-7 * i
+        rows.append(row)
+    matrix = sp.csr_matrix(np.array(rows))
+    l2_normalise_rows(matrix)
+    assert_same(top_k_neighbours(matrix, top_k=5), brute_force(matrix, 5))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_negative_weights_take_the_exact_sparse_path(workers):
+    matrix = random_tfidf(6)
+    matrix.data -= 0.5
+    for mode in ("exact", "pruned"):
+        result = top_k_neighbours(matrix, top_k=4, mode=mode, workers=workers, block_cells=3000)
+        assert_same(result, brute_force(matrix, 4))
+
+
+def test_pruned_mode_without_pruning_is_exact():
+    matrix = zipf_tfidf(3, n=200)
+    everything = Pruning(max_df=1.0, strong_terms=10_000, candidates=10_000)
+    result = top_k_neighbours(matrix, top_k=7, mode="pruned", pruning=everything)
+    assert_same(result, brute_force(matrix, 7))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pruned_mode_scores_are_exact_and_ranked_and_recall_is_high(seed):
+    matrix = zipf_tfidf(seed, n=500, clusters=25)
+    expected = brute_force(matrix, 10)
+    result = top_k_neighbours(matrix, top_k=10, mode="pruned", block_cells=30_000)
+    for workers in (2, 0):  # 0: one thread per CPU core
+        threaded = top_k_neighbours(
+            matrix, top_k=10, mode="pruned", block_cells=30_000, workers=workers
+        )
+        assert as_tuples(threaded) == as_tuples(result)
+    got = as_tuples(result)
+    product = (matrix @ matrix.T).toarray()
+    assert np.array_equal(result.score, np.minimum(product[result.source, result.target], 1.0))
+    assert not (result.source == result.target).any()
+    for source in range(500):  # each list sorted by (score desc, target asc), ranks 1..n
+        mine = [(-s, t) for src, t, s, _ in got if src == source]
+        assert mine == sorted(mine)
+        assert [r for src, _, _, r in got if src == source] == list(range(1, len(mine) + 1))
+    # A regression guard on toy data (0.86-0.87 here); the >= 0.98 goal is measured on the
+    # benchmark corpus (bench/README.md).
+    recall = len({r[:2] for r in got} & {e[:2] for e in expected}) / len(expected)
+    assert recall >= 0.8
+
+
+def test_pruned_mode_falls_back_to_exact_for_rows_without_candidates():
+    # Row 3 shares only a term found in every row, which pruning ignores.
+    matrix = sp.csr_matrix(
+        np.array(
+            [[1, 1, 0, 0, 1], [1, 1, 0, 0, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1], [0, 0, 1, 1, 1]],
+            dtype=float,
+        )
+    )
+    l2_normalise_rows(matrix)
+    pruning = Pruning(max_df=0.5, strong_terms=1, candidates=1)
+    result = top_k_neighbours(matrix, top_k=2, mode="pruned", pruning=pruning)
+    assert_same(result, brute_force(matrix, 2))
+
+
+def test_unknown_mode_and_bad_pruning_are_clear_errors():
+    with pytest.raises(
+        ValueError, match="Unknown neighbour mode 'fast'. Use one of: exact, pruned"
+    ):
+        top_k_neighbours(random_tfidf(0), top_k=3, mode="fast")
+    with pytest.raises(ValueError, match="Invalid pruning settings"):
+        top_k_neighbours(random_tfidf(0), top_k=3, pruning=Pruning(candidates=0))
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        top_k_neighbours(random_tfidf(0), top_k=3, workers=-1)
+
+
+@pytest.mark.parametrize("mode", ["exact", "pruned"])
+def test_min_score_filters_and_k_larger_than_corpus(mode):
     matrix = random_tfidf(3, n=30)
-    result = as_tuples(top_k_neighbours(matrix, top_k=100, min_score=0.2))
+    result = as_tuples(top_k_neighbours(matrix, top_k=100, min_score=0.2, mode=mode))
     expected = brute_force(matrix, 100, min_score=0.2)
     assert [r[:2] for r in result] == [e[:2] for e in expected]
     assert all(r[2] >= 0.2 for r in result)
 
 
-def test_self_excluded_even_for_identical_entries_and_ties_by_index():
+@pytest.mark.parametrize("mode", ["exact", "pruned"])
+def test_self_excluded_even_for_identical_entries_and_ties_by_index(mode):
     # rows 0, 1, 2 identical; row 3 unrelated. Ties among equal scores go to the lower index.
     matrix = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=float))
     l2_normalise_rows(matrix)
-    result = as_tuples(top_k_neighbours(matrix, top_k=1))
+    result = as_tuples(top_k_neighbours(matrix, top_k=1, mode=mode))
     assert [(s, t, r) for s, t, _, r in result] == [(0, 1, 1), (1, 0, 1), (2, 0, 1)]
     assert all(score <= 1.0 for _, _, score, _ in result)
 
@@ -71,13 +189,29 @@ def test_top_k_of_row_boundary_ties_are_deterministic():
     assert best_scores.tolist() == [0.9, 0.5, 0.5]
 
 
-def test_empty_inputs():
-    assert len(top_k_neighbours(sp.csr_matrix((0, 0)), top_k=5)) == 0
+@pytest.mark.parametrize("mode", ["exact", "pruned"])
+def test_empty_inputs(mode):
+    assert len(top_k_neighbours(sp.csr_matrix((0, 0)), top_k=5, mode=mode)) == 0
     zero_rows = sp.csr_matrix((4, 3))
-    assert len(top_k_neighbours(zero_rows, top_k=5)) == 0
+    assert len(top_k_neighbours(zero_rows, top_k=5, mode=mode)) == 0
+    one_row = sp.csr_matrix(np.array([[1.0, 0.0]]))
+    assert len(top_k_neighbours(one_row, top_k=5, mode=mode)) == 0
 
 
-def test_progress_callback_counts_every_row():
+@pytest.mark.parametrize("mode", ["exact", "pruned"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_callback_counts_every_row(mode, workers):
     seen = []
-    top_k_neighbours(random_tfidf(4, n=50), top_k=3, block_cells=500, on_rows=seen.append)
+    matrix = random_tfidf(4, n=50)
+    top_k_neighbours(
+        matrix, top_k=3, block_cells=500, on_rows=seen.append, mode=mode, workers=workers
+    )
     assert sum(seen) == 50 and len(seen) == 5
+
+
+def test_input_matrix_is_not_modified():
+    matrix = zipf_tfidf(4, n=100)
+    before = matrix.copy()
+    top_k_neighbours(matrix, top_k=5, mode="pruned")
+    top_k_neighbours(matrix, top_k=5)
+    assert (matrix != before).nnz == 0

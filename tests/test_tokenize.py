@@ -1,8 +1,20 @@
+import multiprocessing
 from collections import Counter
 
+import numpy as np
+import pytest
+
+import related.tokenize as tokenize_module
 from related.config import TokenizerSettings
 from related.entries import Entry
-from related.tokenize import Tokenizer, normalise_term, tokenize_entries
+from related.tokenize import (
+    Tokenizer,
+    count_entries,
+    kept_surface_pattern,
+    normalise_term,
+    tokenize_entries,
+)
+from related.vectorize import count_matrix
 
 
 def terms(text: str, **settings) -> list[str]:
@@ -54,3 +66,104 @@ def test_symbols_only_and_odd_unicode_give_no_terms_without_failing():
         [Entry(1, "", "!!! ??? ★☆ 😀😀 \u200b ---"), Entry(2, "", "")], TokenizerSettings()
     )
     assert counts == [Counter(), Counter()]
+
+
+def test_kept_surface_pattern_equals_startswith_rules():
+    lines = [
+        "東京\t名詞-固有名詞-地名-一般",
+        "三\t名詞-数詞",
+        "走る\t動詞-一般",
+        "記事\t名詞-普通名詞-一般",
+        "名詞\t助詞-格助詞",
+        "(\t補助記号-括弧開",
+    ]
+    cases = [
+        (("名詞",), ("名詞-数詞",)),
+        (("名詞", "動詞"), ()),
+        (("名詞",), ("名詞-固有名詞", "名詞-数詞")),
+        ((), ()),
+        (("補助記号-括弧開",), ()),
+    ]
+    for keep, drop in cases:
+        pattern = kept_surface_pattern(keep, drop)
+        expected = [
+            line.split("\t")[0]
+            for line in lines
+            if line.split("\t")[1].startswith(keep) and not line.split("\t")[1].startswith(drop)
+        ]
+        assert pattern.findall("\n".join(lines) + "\n") == expected, (keep, drop)
+
+
+def test_term_counts_equal_counting_terms():
+    tokenizer = Tokenizer(TokenizerSettings(stop_words=("設定",)))
+    text = "DockerとdockerとDOCKER。設定の設定を確認する。コンテナ、コンテナ。\n" * 3
+    assert tokenizer.term_counts(text) == Counter(tokenizer.terms(text))
+    assert tokenizer.term_counts(text)["docker"] == 9
+
+
+def sample_entries_for_workers() -> list[Entry]:
+    words = ["コーヒー", "焙煎", "Docker", "コンテナ", "東京", "京都", "写真", "カメラ", "レンズ"]
+    entries = []
+    for i in range(23):
+        body = "。".join(f"{words[(i + j) % 9]}と{words[(i * j) % 9]}の話" for j in range(12))
+        tags = (words[i % 9],) if i % 3 else ()
+        entries.append(Entry(i, f"{words[i % 9]}について", f"<p>{body}</p>", tags, "日記"))
+    entries.append(Entry(99, "", ""))
+    return entries
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_workers_give_the_serial_result_in_order(monkeypatch, start_method):
+    if start_method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"{start_method} not available here")
+    monkeypatch.setattr(
+        tokenize_module, "_pool_context", lambda: multiprocessing.get_context(start_method)
+    )
+    entries = sample_entries_for_workers()
+    settings = TokenizerSettings(stop_words=("話",))
+    serial = tokenize_entries(entries, settings)
+    chunks: list[int] = []
+    per_entry: list[None] = []
+    parallel = tokenize_entries(
+        entries,
+        settings,
+        workers=2,
+        chunk_size=5,
+        on_entries=chunks.append,
+        on_entry=lambda: per_entry.append(None),
+    )
+    assert parallel == serial
+    assert serial[-1] == Counter() and serial[0]["コーヒー"] > 0
+    assert chunks == [5, 5, 5, 5, 4] and len(per_entry) == len(entries)
+
+
+def test_serial_progress_and_argument_checks():
+    seen: list[int] = []
+    tokenize_entries(sample_entries_for_workers()[:3], TokenizerSettings(), on_entries=seen.append)
+    assert seen == [1, 1, 1]
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        tokenize_entries([], TokenizerSettings(), workers=-1)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        tokenize_entries([], TokenizerSettings(), chunk_size=0)
+    assert tokenize_entries([], TokenizerSettings(), workers=0) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_count_entries_equals_count_matrix_of_counters(workers):
+    entries = sample_entries_for_workers()
+    settings = TokenizerSettings(stop_words=("話",))
+    expected, expected_terms = count_matrix(tokenize_entries(entries, settings))
+    seen: list[int] = []
+    matrix, terms = count_entries(
+        entries, settings, workers=workers, chunk_size=4, on_entries=seen.append
+    )
+    assert terms == expected_terms
+    assert matrix.shape == expected.shape and matrix.dtype == expected.dtype
+    for name in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(matrix, name), getattr(expected, name)), name
+    assert sum(seen) == len(entries)
+
+
+def test_count_entries_of_nothing():
+    matrix, terms = count_entries([], TokenizerSettings())
+    assert matrix.shape == (0, 0) and terms == []
