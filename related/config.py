@@ -79,6 +79,11 @@ class TokenizerSettings:
         ("名詞-数詞",), "Part-of-speech prefixes to drop even when kept above (numerals)."
     )
     stop_words: tuple[str, ...] = _setting((), "Terms never used (compared after lower-casing).")
+    whole_words: tuple[str, ...] = _setting(
+        (),
+        "Words kept whole as one term, never split by MeCab (product names such as "
+        "'Google Cloud' or 機械学習); matched case-insensitively.",
+    )
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ class Tokenizer:
         self._tagger: MeCab.Tagger | None = None
         self._stop_words = ENGLISH_STOP_WORDS | {w.lower() for w in settings.stop_words}
         self._kept = kept_surface_pattern(settings.keep_pos, settings.drop_pos)
+        self._whole = whole_words_pattern(settings.whole_words)
         self._term_of: dict[str, str | None] = {}
 
     @property
@@ -107,10 +108,15 @@ class Tokenizer:
         return self._tagger
 
     def _surfaces(self, text: str) -> Iterator[list[str]]:
-        """Surfaces of the kept parts of speech, one list per MeCab piece."""
-        parse, findall = self.tagger.parse, self._kept.findall
+        """Surfaces of the kept parts of speech, one list per MeCab piece; whole_words are
+        taken out of the text before MeCab sees it and come last in their piece's list."""
+        parse, findall, whole = self.tagger.parse, self._kept.findall, self._whole
         for piece in _chunks(text, CHUNK_CHARS):
-            yield findall(parse(piece))
+            if whole is None:
+                yield findall(parse(piece))
+            else:
+                kept_whole = [" ".join(w.split()) for w in whole.findall(piece)]
+                yield findall(parse(whole.sub(" ", piece))) + kept_whole
 
     def _learn(self, surfaces: Iterable[str]) -> dict[str, str | None]:
         """The surface -> term memo, after adding any of ``surfaces`` it has not seen."""
@@ -153,6 +159,26 @@ class Tokenizer:
                 for term, n in self.term_counts(clean_text(text)).items():
                     counts[term] += n * weight
         return counts
+
+
+def whole_words_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
+    """A regex matching any of ``words`` (NFKC, case-insensitive, longest first). Latin words
+    only match whole: "Go" is not found inside "Google"."""
+    if not words:
+        return None
+    alternatives = []
+    for word in sorted(
+        {unicodedata.normalize("NFKC", w).strip() for w in words}, key=len, reverse=True
+    ):
+        if not word:
+            continue
+        pattern = re.escape(word).replace(r"\ ", r"\s+")
+        if word[0].isascii() and word[0].isalnum():
+            pattern = r"(?<![A-Za-z0-9])" + pattern
+        if word[-1].isascii() and word[-1].isalnum():
+            pattern += r"(?![A-Za-z0-9])"
+        alternatives.append(pattern)
+    return re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
 
 
 def normalise_term(surface: str) -> str | None:

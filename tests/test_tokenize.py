@@ -167,3 +167,11 @@ def test_count_entries_equals_count_matrix_of_counters(workers):
 def test_count_entries_of_nothing():
     matrix, terms = count_entries([], TokenizerSettings())
     assert matrix.shape == (0, 0) and terms == []
+
+
+def test_whole_words_are_never_split():
+    settings = TokenizerSettings(whole_words=("機械学習", "Google Cloud", "Go"))
+    found = Tokenizer(settings).terms("機械学習をGoogle  CloudとGoogleとGoで試す。機械の学習")
+    assert sorted(found) == sorted(["機械学習", "google cloud", "google", "go", "機械", "学習"])
+    plain = Tokenizer(TokenizerSettings()).terms("機械学習をGoogle Cloudで試す")
+    assert "機械学習" not in plain and {"機械", "学習", "google", "cloud"} <= set(plain)
