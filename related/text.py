@@ -12,6 +12,7 @@ _HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _URL = re.compile(
     r"(?:https?|ftp)://[^\s<>\"'()（）「」]+|www\.[^\s<>\"'()（）「」]+", re.IGNORECASE
 )
+_URL_HINT = re.compile(r"://|www\.", re.IGNORECASE)
 _CODE_FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
@@ -53,7 +54,8 @@ def clean_text(text: str) -> str:
     text = _HTML_COMMENT.sub(" ", text)
     text = _HTML_TAG.sub(" ", text)
     text = html.unescape(text)
-    text = _URL.sub(" ", text)
+    if _URL_HINT.search(text):  # a cheap look first: the URL regex is slow to fail everywhere
+        text = _URL.sub(" ", text)
     text = _CODE_FENCE.sub(" ", text)
     text = _MD_IMAGE.sub(r"\1", text)
     text = _MD_LINK.sub(r"\1", text)
