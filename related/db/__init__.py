@@ -21,11 +21,8 @@ from typing import Any
 
 from related.config import OutputSettings, RunSettings, SourceSettings
 from related.entries import Entries, EntryId
-from related.errors import ConfigError, RelatedError
+from related.errors import ConfigError, RelatedError, SourceError
 from related.presets import preset_query
-
-ENTRY_COLUMNS = ("id", "title", "body", "tags", "category", "updated_at")
-RUN_STATUSES = ("running", "success", "failed", "skipped", "interrupted")
 
 
 class LockedError(RelatedError):
@@ -274,8 +271,6 @@ def check_source_columns(
     available: Sequence[str], source: SourceSettings, table_label: str
 ) -> None:
     """Raise SourceError naming the first configured column the table lacks."""
-    from related.errors import SourceError
-
     present = {c.lower() for c in available}
     settings = {
         "id": "id_column",
@@ -294,8 +289,6 @@ def check_source_columns(
 
 
 def check_query_columns(columns: Sequence[str]) -> None:
-    from related.errors import SourceError
-
     missing = [c for c in ("id", "title", "body") if c not in columns]
     if missing:
         raise SourceError(
@@ -308,8 +301,6 @@ def check_query_columns(columns: Sequence[str]) -> None:
 def check_results_columns(
     available: Sequence[str], table_label: str, expected: Sequence[str]
 ) -> None:
-    from related.errors import SourceError
-
     missing = [c for c in expected if c not in available]
     if missing:
         raise SourceError(
