@@ -67,6 +67,7 @@ class Related:
     tfidf: TfidfMatrix
     neighbours: Neighbours
     rows: list[ResultRow]
+    neighbour_mode: str  # as resolved: "exact" or "pruned"
 
 
 class _Timer:
@@ -100,12 +101,10 @@ def vectorize_entries(
     from related.vectorize import add_field_vectors, tfidf_from_counts
 
     timer = timer or _Timer({})
-    with timer.stage("tokenize"):
-        bar = progress("tokenize", len(entries))
+    with timer.stage("tokenize"), progress("tokenize", len(entries)) as bar:
         counts, terms = count_entries(
             entries.items, settings.tokenizer, workers=settings.run.workers, on_entries=bar.advance
         )
-        bar.close()
     empty_rows = (counts.getnnz(axis=1) == 0).nonzero()[0].tolist()
     if empty_rows:
         log.warning(
@@ -134,7 +133,7 @@ def title_term_counts(entries: Entries, settings: Settings) -> list[Counter[str]
     from related.tokenize import Tokenizer
 
     tokenizer = Tokenizer(settings.tokenizer)
-    return [Counter(tokenizer.terms(clean_text(entry.title))) for entry in entries.items]
+    return [tokenizer.term_counts(clean_text(entry.title)) for entry in entries.items]
 
 
 def resolved_neighbour_mode(settings: Settings, n_entries: int) -> str:
@@ -156,17 +155,16 @@ def compute_related(
 
     timer = timer or _Timer({})
     tfidf = vectorize_entries(entries, settings, progress=progress, timer=timer)
-    with timer.stage("neighbours"):
-        bar = progress("neighbours", len(entries))
+    mode = resolved_neighbour_mode(settings, len(entries))
+    with timer.stage("neighbours"), progress("neighbours", len(entries)) as bar:
         neighbours = top_k_neighbours(
             tfidf.matrix,
             top_k=settings.neighbours.top_k,
             min_score=settings.neighbours.min_score,
             on_rows=bar.advance,
-            mode=resolved_neighbour_mode(settings, len(entries)),
+            mode=mode,
             workers=settings.run.workers,
         )
-        bar.close()
     ids = entries.ids
     rows = [
         ResultRow(ids[s], ids[t], float(score), int(rank))
@@ -178,7 +176,7 @@ def compute_related(
             strict=True,
         )
     ]
-    return Related(tfidf=tfidf, neighbours=neighbours, rows=rows)
+    return Related(tfidf=tfidf, neighbours=neighbours, rows=rows, neighbour_mode=mode)
 
 
 def run_job(
@@ -244,7 +242,7 @@ def _compute(
     report.terms = len(related.tfidf.terms)
     report.nnz = related.tfidf.nnz
     report.pairs = len(related.rows)
-    report.neighbour_mode = resolved_neighbour_mode(settings, len(entries))
+    report.neighbour_mode = related.neighbour_mode
     report.workers = settings.run.workers
     report.entries_without_terms = int((related.tfidf.matrix.getnnz(axis=1) == 0).sum())
     return related

@@ -11,7 +11,20 @@ from collections.abc import Callable
 from typing import TextIO
 
 
-class Progress:
+class _Closing:
+    """``with progress(label, total) as bar:`` closes the bar however the stage ends."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+
+class Progress(_Closing):
     def __init__(
         self,
         label: str,
@@ -60,14 +73,11 @@ class Progress:
         self.stream.flush()
 
 
-class NoProgress:
+class NoProgress(_Closing):
     def __init__(self, label: str = "", total: int = 0, **_: object):
         pass
 
     def advance(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
         pass
 
 

@@ -231,7 +231,8 @@ class PostgresDatabase(Database):
         conn = self.conn
         target = table_identifier(layout.table)
         related = sql.Identifier(layout.related_column)
-        if self._columns_of(layout.table) is None:
+        existing = self._columns_of(layout.table)
+        if existing is None:
             # Created only when missing, so a role without CREATE can write a prepared table.
             rank_column = sql.SQL(", rank smallint NOT NULL" if layout.has_rank else "")
             conn.execute(
@@ -240,7 +241,8 @@ class PostgresDatabase(Database):
                     "score double precision NOT NULL{}, PRIMARY KEY (entry_id, {}))"
                 ).format(target, related, rank_column, related, id=id_sql)
             )
-        self._check_results_table(layout, id_type)
+        else:
+            self._check_results_table(layout, existing, id_type)
         staging = sql.Identifier(STAGING)
         same_pair = sql.SQL("t.entry_id = s.entry_id AND t.{} = s.related_id").format(related)
         deleted = conn.execute(
@@ -276,10 +278,9 @@ class PostgresDatabase(Database):
         (total,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()
         return WriteReport(layout.table, inserted, updated, deleted, total)
 
-    def _check_results_table(self, layout: ResultsLayout, id_type: str) -> None:
+    def _check_results_table(self, layout: ResultsLayout, columns: list[str], id_type: str) -> None:
         """An existing results table must have our columns, ids of a compatible type, and
         scores stored as double precision (an integer score would silently round)."""
-        columns = self._columns_of(layout.table) or []
         check_results_columns(columns, repr(layout.table), layout.columns)
         types = dict(
             self.conn.execute(

@@ -179,16 +179,16 @@ class SQLiteDatabase(Database):
 
     def _apply_staging(self, layout: ResultsLayout, id_type: str) -> WriteReport:
         conn, target, related = self.conn, quote(layout.table), quote(layout.related_column)
-        if self._columns_of(layout.table) is None:
+        existing = self._columns_of(layout.table)
+        if existing is None:
             rank_column = ", rank INTEGER NOT NULL" if layout.has_rank else ""
             conn.execute(
                 f"CREATE TABLE {target} (entry_id {id_type} NOT NULL, "
                 f"{related} {id_type} NOT NULL, score REAL NOT NULL{rank_column}, "
                 f"PRIMARY KEY (entry_id, {related}))"
             )
-        check_results_columns(
-            self._columns_of(layout.table) or [], repr(layout.table), layout.columns
-        )
+        else:
+            check_results_columns(existing, repr(layout.table), layout.columns)
         same_pair = f"t.entry_id = s.entry_id AND t.{related} = s.related_id"
         deleted = conn.execute(
             f"DELETE FROM {target} AS t WHERE NOT EXISTS "
