@@ -8,7 +8,6 @@ import uuid
 import psycopg
 import pytest
 from conftest import load_sample_into_postgres, pg_rows
-from psycopg import sql
 
 from related.sample import sample_entries
 
@@ -230,9 +229,13 @@ def test_hostile_names_are_rejected_before_any_sql(invoke, pg_url):
     assert tables == [("entries",)]
 
 
-def test_sqlite_and_postgres_statement_composition_quote_identifiers():
-    # Names that pass validation are still quoted: a reserved word works as a table name.
+def test_valid_names_are_still_quoted_so_reserved_words_work(invoke, pg_url, sample_sqlite):
     from related.db.postgres import table_identifier
 
     assert table_identifier("blog.order").as_string(None) == '"blog"."order"'
-    assert sql.Identifier("x").as_string(None) == '"x"'
+    load_sample_into_postgres(pg_url)
+    for url in (pg_url, sample_sqlite):
+        result = invoke("run", "--database-url", url, "--results-table", "order", "--top-k", "1")
+        assert result.exit_code == 0, result.output
+        shown = invoke("show", "1", "--database-url", url, "--results-table", "order")
+        assert shown.exit_code == 0 and len(shown.stdout.splitlines()) == 2

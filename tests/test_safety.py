@@ -196,6 +196,22 @@ def test_sigkill_leaves_previous_results(pg_url, when):
         assert "interrupted" in statuses
 
 
+def test_sigint_inside_the_write_exits_130_and_rolls_back(pg_url):
+    """Ctrl-C, and `docker stop` (the image's STOPSIGNAL is SIGINT)."""
+    load_synthetic(pg_url, synthetic_entries(800, seed=5))
+    assert job(pg_url).wait() == 0
+    before = pg_rows(pg_url)
+    process, blocker, _ = start_blocked_rewrite(pg_url)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert "previous results were left as they were" in process.stderr.read()
+    blocker.rollback()
+    blocker.close()
+    assert pg_rows(pg_url) == before
+    last = execute(pg_url, "SELECT status FROM related_runs ORDER BY run_id DESC LIMIT 1")
+    assert last == [("interrupted",)]
+
+
 def test_terminated_connection_leaves_previous_results(pg_url):
     load_synthetic(pg_url, synthetic_entries(800, seed=3))
     assert job(pg_url).wait() == 0
@@ -247,12 +263,14 @@ def test_second_run_exits_3_or_waits_for_the_lock(pg_url, invoke):
         result = invoke("run", "--database-url", pg_url, "--wait-for-lock", "--lock-timeout", "1")
         assert result.exit_code == 3 and "after waiting 1 s" in result.stderr
         assert 1 <= time.perf_counter() - started < 10
+        # A different results table has its own lock.
+        other = invoke("run", "--database-url", pg_url, "--results-table", "other_related")
+        assert other.exit_code == 0, other.output
         # Released while the second run waits: it goes ahead.
         threading.Timer(0.5, holder.execute, ("SELECT pg_advisory_unlock_all()",)).start()
         result = invoke("run", "--database-url", pg_url, "--wait-for-lock", "--lock-timeout", "30")
         assert result.exit_code == 0, result.output
     assert execute(pg_url, "SELECT count(*) FROM related_entries") == [(400,)]
-    # A different results table has its own lock.
 
 
 def test_sqlite_second_run_exits_3(invoke, sample_sqlite, tmp_path):
@@ -391,6 +409,7 @@ def test_job_runs_as_a_least_privilege_role(pg_url):
 
 # -- Lokka ---------------------------------------------------------------------------------------
 
+LOKKA_FLAGS = ("--preset", "lokka", "--results-layout", "lokka", "--results-table", "similarities")
 LOKKA_SCHEMA = """
 CREATE TABLE categories (id integer PRIMARY KEY, title text);
 CREATE TABLE entries (id integer PRIMARY KEY, title text, body text, type text, draft boolean,
@@ -422,17 +441,7 @@ def test_lokka_preset_and_similarities_table(invoke, pg_url):
             "CREATE TABLE similarities (id serial PRIMARY KEY, entry_id integer, "
             "similar_entry_id integer, score integer)"
         )
-    args = (
-        "run",
-        "--database-url",
-        pg_url,
-        "--preset",
-        "lokka",
-        "--results-layout",
-        "lokka",
-        "--results-table",
-        "similarities",
-    )
+    args = ("run", "--database-url", pg_url, *LOKKA_FLAGS)
     result = invoke(*args)
     assert result.exit_code == 2
     assert "stores score as integer, which would round every score" in result.stderr
@@ -449,18 +458,7 @@ def test_lokka_preset_and_similarities_table(invoke, pg_url):
         pg_url,
         "SELECT similar_entry_id FROM similarities WHERE entry_id = 1 ORDER BY score DESC LIMIT 3",
     )
-    shown = invoke(
-        "show",
-        "1",
-        "--database-url",
-        pg_url,
-        "--preset",
-        "lokka",
-        "--results-layout",
-        "lokka",
-        "--results-table",
-        "similarities",
-    )
+    shown = invoke("show", "1", "--database-url", pg_url, *LOKKA_FLAGS)
     assert [int(line.split()[2]) for line in shown.stdout.splitlines()[1:4]] == [
         t[0] for t in theme
     ]
@@ -478,18 +476,6 @@ def test_lokka_preset_on_sqlite(invoke, tmp_path):
                 (e["id"], e["title"], e["body"], "f" if e["published"] else "t", e["tags"]),
             )
     conn.close()
-    result = invoke(
-        "run",
-        "--database-url",
-        f"sqlite:///{path}",
-        "--preset",
-        "lokka",
-        "--results-layout",
-        "lokka",
-        "--results-table",
-        "similarities",
-        "--format",
-        "json",
-    )
+    result = invoke("run", "--database-url", f"sqlite:///{path}", *LOKKA_FLAGS, "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["entries"] == 37
