@@ -40,7 +40,7 @@ bench: venv ## Benchmark 3k and 10k entries: stages x sizes, baselines measured 
 	$(BIN)/python bench/bench_run.py $(BENCH_ARGS)
 
 clean: ## Remove the venv, caches and the demo database
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache related-demo.db
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache related-demo.db related-demo.db.related-*.lock
 
 # ---- The image. Both targets need a Docker engine; the tests never do (tests/test_shipping.py
 # installs the wheel the way the Dockerfile does, in a venv).

@@ -173,6 +173,11 @@ def format_report(report: RunReport) -> str:
             else ""
         )
     ]
+    if report.cache_hits:
+        lines.append(
+            f"token cache: terms of {report.cache_hits} entries reused, "
+            f"{report.entries - report.cache_hits} tokenised"
+        )
     if report.write is None:
         lines.append(f"dry run: nothing written to {report.results_table} in {report.database}")
         if report.diff is not None:

@@ -69,7 +69,11 @@ class SourceSettings:
 class TokenizerSettings:
     """How text becomes terms. Field weights multiply a term's count in that field."""
 
-    title_weight: float = _setting(3.0, "Weight of a term in the title relative to the body.")
+    title_weight: float = _setting(
+        1.0,
+        "Weight of a term in the title relative to the body (the title also gets its own "
+        "vector: title_share).",
+    )
     tags_weight: float = _setting(3.0, "Weight of a term in the tags relative to the body.")
     category_weight: float = _setting(1.0, "Weight of a term in the category.")
     keep_pos: tuple[str, ...] = _setting(
@@ -84,6 +88,11 @@ class TokenizerSettings:
         "Words kept whole as one term, never split by MeCab (product names such as "
         "'Google Cloud' or 機械学習); matched case-insensitively.",
     )
+    user_dictionary: str | None = _setting(
+        None,
+        "Path to a MeCab user dictionary (.dic) compiled against unidic-lite, for words MeCab "
+        "should know (see README); relative to the working directory.",
+    )
 
 
 @dataclass(frozen=True)
@@ -94,9 +103,9 @@ class VectorSettings:
     min_df: int = _setting(1, "Ignore terms found in fewer entries than this.")
     max_df: float = _setting(1.0, "Ignore terms found in more than this share of entries.")
     title_share: float = _setting(
-        0.0,
-        "Add each entry's title as a separately normalised vector with this weight (0 = off; "
-        "0.3 scored best on manpages-ja, see README).",
+        0.3,
+        "Add each entry's title as a separately normalised vector with this weight, so the "
+        "title counts the same in short and long entries (0 = off; see README).",
     )
 
 
@@ -125,6 +134,11 @@ class OutputSettings:
         "'lokka' (entry_id, similar_entry_id, score; use with results_table = similarities).",
     )
     runs_table: str = _setting("related_runs", "Table logging each run (start, end, status...).")
+    token_cache_table: str = _setting(
+        "related_token_cache",
+        "Table caching each entry's terms between runs (and the same name + '_terms' for the "
+        "terms); see token_cache.",
+    )
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,11 @@ class RunSettings:
         0,
         "Processes for tokenising and threads for the neighbour search; 0 = one per CPU core. "
         "Results do not depend on it.",
+    )
+    token_cache: bool = _setting(
+        True,
+        "Keep each entry's terms in token_cache_table so the next run tokenises only new and "
+        "edited entries (results are identical either way); false = neither read nor write it.",
     )
     wait_for_lock: bool = _setting(
         False,
@@ -433,6 +452,7 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError("tags_separator must not be empty.")
     validate_identifier(settings.output.results_table, "results_table", qualified=True)
     validate_identifier(settings.output.runs_table, "runs_table", qualified=True)
+    validate_identifier(settings.output.token_cache_table, "token_cache_table", qualified=True)
     if settings.output.results_layout not in RESULT_LAYOUTS:
         raise ConfigError(
             f"results_layout = {settings.output.results_layout!r} is not known. "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +22,14 @@ class Entry:
     tags: tuple[str, ...] = ()
     category: str | None = None
     updated_at: Any = None
+
+    def content_hash(self) -> bytes:
+        """SHA-256 of everything that can change the entry's terms (not its id, not
+        updated_at)."""
+        content = json.dumps(
+            [self.title, self.body, list(self.tags), self.category], ensure_ascii=False
+        )
+        return hashlib.sha256(content.encode("utf-8", errors="surrogatepass")).digest()
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,12 @@ class Entries:
     @property
     def ids(self) -> list[EntryId]:
         return [entry.id for entry in self.items]
+
+    @functools.cached_property
+    def content_hashes(self) -> tuple[bytes, ...]:
+        """``Entry.content_hash()`` of every entry, computed once (the run fingerprint and the
+        token cache both need them; hashing 600 MB of text takes a second)."""
+        return tuple(entry.content_hash() for entry in self.items)
 
 
 def split_tags(value: Any, separator: str) -> tuple[str, ...]:

@@ -8,23 +8,16 @@ import json
 
 from related import __version__
 from related.config import Settings
-from related.entries import Entries, Entry
-
-
-def entry_hash(entry: Entry) -> bytes:
-    """Hash of everything in an entry that can change its terms (not updated_at)."""
-    content = json.dumps(
-        [entry.title, entry.body, list(entry.tags), entry.category], ensure_ascii=False
-    )
-    return hashlib.sha256(content.encode("utf-8", errors="surrogatepass")).digest()
+from related.entries import Entries
+from related.tokenize import user_dictionary_digest
 
 
 def input_fingerprint(entries: Entries) -> str:
     """Changes when an entry is added, deleted or edited (ids with their content hashes)."""
     digest = hashlib.sha256()
-    for entry in entries.items:
+    for entry, content_hash in zip(entries.items, entries.content_hashes, strict=True):
         digest.update(repr(entry.id).encode("utf-8", errors="surrogatepass"))
-        digest.update(entry_hash(entry))
+        digest.update(content_hash)
     return digest.hexdigest()
 
 
@@ -34,6 +27,7 @@ def settings_fingerprint(settings: Settings) -> str:
     relevant = {
         "version": __version__,
         "tokenizer": dataclasses.asdict(settings.tokenizer),
+        "user_dictionary": user_dictionary_digest(settings.tokenizer),
         "vectors": dataclasses.asdict(settings.vectors),
         "neighbours": dataclasses.asdict(settings.neighbours),
         "output": dataclasses.asdict(settings.output),

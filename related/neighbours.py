@@ -59,7 +59,10 @@ _BOUND_GROUPS = 64
 class Pruning:
     """How ``pruned`` mode finds candidates (defaults: recall@10 >= 0.98 in bench/)."""
 
-    max_df: float = 0.02  # ignore terms in more than this share of entries for candidates
+    max_df: float = 0.02  # ignore terms in more than this share of entries for candidates,
+    min_ceiling: int = 200  # ... or in more than this many, whichever is larger: on small
+    # corpora a 2% ceiling leaves too few terms (manpages-ja, 924 entries: 18) and the search
+    # is cheap anyway; from 10,000 entries on the share decides.
     strong_terms: int = 60  # per entry, the heaviest remaining terms used for candidates
     candidates: int = 50  # per entry, candidates scored exactly (at least top_k)
 
@@ -382,8 +385,8 @@ def _float32_margin(matrix: sp.csr_matrix, dense_terms: int) -> float:
 
 
 def _strong_terms(matrix: sp.csr_matrix, df: np.ndarray, pruning: Pruning, n: int) -> sp.csr_matrix:
-    """Each row's ``strong_terms`` heaviest terms with 2 <= df <= max_df * n, float32."""
-    usable = (df >= 2) & (df <= max(2.0, pruning.max_df * n))
+    """Each row's ``strong_terms`` heaviest terms with 2 <= df <= the df ceiling, float32."""
+    usable = (df >= 2) & (df <= max(pruning.min_ceiling, pruning.max_df * n))
     parts = []
     for part in _row_chunks(matrix):
         rows = np.repeat(np.arange(part.shape[0], dtype=np.int32), np.diff(part.indptr))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -15,17 +14,20 @@ from typing import TYPE_CHECKING, Any
 from related import __version__
 from related.config import AUTO_PRUNED_FROM, Settings
 from related.db import (
+    CachedTokens,
     Database,
     ResultRow,
     ResultsLayout,
     RunOutcome,
     RunRecord,
+    TokenCacheUpdate,
     WriteReport,
     connect,
     scrub,
 )
 from related.diff import ResultsDiff, diff_results
-from related.entries import Entries
+from related.entries import Entries, Entry, EntryId
+from related.errors import DatabaseError
 from related.fingerprint import input_fingerprint, settings_fingerprint
 from related.progress import NoProgress, ProgressFactory
 
@@ -48,6 +50,7 @@ class RunReport:
     pairs: int = 0
     neighbour_mode: str = ""  # as resolved for this run (auto -> exact or pruned)
     workers: int = 0
+    cache_hits: int = 0  # entries whose terms came from the token cache, not from MeCab
     write: WriteReport | None = None
     diff: ResultsDiff | None = None  # dry runs: what the write would change
     run_id: int | None = None  # the row in the run log (not for dry runs)
@@ -68,6 +71,7 @@ class Related:
     neighbours: Neighbours
     rows: list[ResultRow]
     neighbour_mode: str  # as resolved: "exact" or "pruned"
+    cache_hits: int = 0  # entries whose terms came from the token cache
 
 
 class _Timer:
@@ -83,29 +87,75 @@ class _Timer:
             self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
-def vectorize_entries(
+@dataclass(frozen=True)
+class TermCounts:
+    """What the later stages need from the entries, without their text: each entry's weighted
+    term counts (rows in entry order, columns = ``terms``, sorted), ids, and its title's own
+    counts (same columns) when title_share needs them."""
+
+    matrix: Any  # scipy.sparse.csr_matrix; Any so this module imports without scipy
+    terms: list[str]
+    ids: list[EntryId]
+    title_matrix: Any = None  # only when title_share is set
+    cache_hits: int = 0  # entries whose counts came from the token cache
+    cache_update: TokenCacheUpdate | None = None  # None: the cache was not used
+
+
+def count_terms(
     entries: Entries,
     settings: Settings,
     *,
+    cached: CachedTokens | None = None,
     progress: ProgressFactory = NoProgress,
     timer: _Timer | None = None,
-) -> TfidfMatrix:
-    """Tokenize and weight: entries in, the L2-normalised TF-IDF matrix out.
+) -> TermCounts:
+    """Tokenize: entries in, counts out. With ``cached`` (the token cache as read), only
+    entries missing from it are tokenised; the counts are the same either way.
 
-    The one place vectors are built, so `related run`, `related explain` and `related eval`
-    always agree on a score.
+    With title_share, each title is also counted alone, as one more document (an entry with
+    only a body, the title): same workers, same cache, same columns.
     """
     # Imported here, not at the top: numpy, scipy and MeCab cost ~0.3 s to import, and a run
     # that is skipped because nothing changed never needs them.
+    from related.token_cache import count_entries_cached
     from related.tokenize import count_entries
-    from related.vectorize import add_field_vectors, tfidf_from_counts
 
     timer = timer or _Timer({})
-    with timer.stage("tokenize"), progress("tokenize", len(entries)) as bar:
-        counts, terms = count_entries(
-            entries.items, settings.tokenizer, workers=settings.run.workers, on_entries=bar.advance
-        )
-    empty_rows = (counts.getnnz(axis=1) == 0).nonzero()[0].tolist()
+    documents: tuple[Entry, ...] = entries.items
+    hashes: tuple[bytes, ...] = entries.content_hashes
+    if settings.vectors.title_share:
+        titles = tuple(Entry(entry.id, "", entry.title) for entry in entries.items)
+        documents += titles
+        hashes += tuple(title.content_hash() for title in titles)
+    hits, update = 0, None
+    with timer.stage("tokenize"), progress("tokenize", len(documents)) as bar:
+        if cached is None:
+            matrix, terms = count_entries(
+                documents, settings.tokenizer, workers=settings.run.workers, on_entries=bar.advance
+            )
+        else:
+            found = count_entries_cached(
+                documents,
+                settings.tokenizer,
+                cached,
+                content_hashes=hashes,
+                workers=settings.run.workers,
+                on_entries=bar.advance,
+            )
+            matrix, terms, update = found.matrix, found.terms, found.update
+            n = len(entries)
+            hits = n - sum(1 for row in found.tokenised if row < n)  # entries, not titles
+            log.info("token cache: %d entries cached, %d tokenised", hits, n - hits)
+    n = len(entries)
+    counts = TermCounts(
+        matrix=matrix[:n] if len(documents) > n else matrix,
+        terms=terms,
+        ids=entries.ids,
+        title_matrix=matrix[n:] if len(documents) > n else None,
+        cache_hits=hits,
+        cache_update=update,
+    )
+    empty_rows = (counts.matrix.getnnz(axis=1) == 0).nonzero()[0].tolist()
     if empty_rows:
         log.warning(
             "%d entr%s yielded no terms (empty, or only symbols, numbers or markup) and get "
@@ -115,25 +165,44 @@ def vectorize_entries(
             ", ".join(repr(entries.items[i].id) for i in empty_rows[:5])
             + (" ..." if len(empty_rows) > 5 else ""),
         )
+    return counts
+
+
+def weigh_terms(
+    counts: TermCounts, settings: Settings, *, timer: _Timer | None = None
+) -> TfidfMatrix:
+    """TF-IDF weighting (plus the title vector when title_share is set)."""
+    from related.vectorize import add_field_vectors, tfidf_from_counts
+
+    timer = timer or _Timer({})
     with timer.stage("vectorize"):
-        tfidf = tfidf_from_counts(counts, terms, settings.vectors)
-        if settings.vectors.title_share:
+        tfidf = tfidf_from_counts(counts.matrix, counts.terms, settings.vectors)
+        if settings.vectors.title_share and counts.title_matrix is not None:
             tfidf = add_field_vectors(
                 tfidf,
-                title_term_counts(entries, settings),
+                counts.title_matrix,
+                counts.terms,
                 share=settings.vectors.title_share,
                 sublinear_tf=settings.vectors.sublinear_tf,
             )
         return tfidf
 
 
-def title_term_counts(entries: Entries, settings: Settings) -> list[Counter[str]]:
-    """Each title's terms alone (titles are short: this second MeCab pass costs little)."""
-    from related.text import clean_text
-    from related.tokenize import Tokenizer
+def vectorize_entries(
+    entries: Entries,
+    settings: Settings,
+    *,
+    cached: CachedTokens | None = None,
+    progress: ProgressFactory = NoProgress,
+    timer: _Timer | None = None,
+) -> TfidfMatrix:
+    """Tokenize and weight: entries in, the L2-normalised TF-IDF matrix out.
 
-    tokenizer = Tokenizer(settings.tokenizer)
-    return [tokenizer.term_counts(clean_text(entry.title)) for entry in entries.items]
+    The one place vectors are built, so `related run`, `related explain` and `related eval`
+    always agree on a score.
+    """
+    counts = count_terms(entries, settings, cached=cached, progress=progress, timer=timer)
+    return weigh_terms(counts, settings, timer=timer)
 
 
 def resolved_neighbour_mode(settings: Settings, n_entries: int) -> str:
@@ -147,16 +216,33 @@ def compute_related(
     entries: Entries,
     settings: Settings,
     *,
+    cached: CachedTokens | None = None,
     progress: ProgressFactory = NoProgress,
     timer: _Timer | None = None,
 ) -> Related:
     """Tokenize, weight and find neighbours: the database-free middle of the job."""
+    counts = count_terms(entries, settings, cached=cached, progress=progress, timer=timer)
+    tfidf = weigh_terms(counts, settings, timer=timer)
+    return find_related(
+        tfidf, counts.ids, settings, cache_hits=counts.cache_hits, progress=progress, timer=timer
+    )
+
+
+def find_related(
+    tfidf: TfidfMatrix,
+    ids: list[EntryId],
+    settings: Settings,
+    *,
+    cache_hits: int = 0,
+    progress: ProgressFactory = NoProgress,
+    timer: _Timer | None = None,
+) -> Related:
+    """Each entry's top-k neighbours as result rows (``ids`` in matrix row order)."""
     from related.neighbours import top_k_neighbours
 
     timer = timer or _Timer({})
-    tfidf = vectorize_entries(entries, settings, progress=progress, timer=timer)
-    mode = resolved_neighbour_mode(settings, len(entries))
-    with timer.stage("neighbours"), progress("neighbours", len(entries)) as bar:
+    mode = resolved_neighbour_mode(settings, len(ids))
+    with timer.stage("neighbours"), progress("neighbours", len(ids)) as bar:
         neighbours = top_k_neighbours(
             tfidf.matrix,
             top_k=settings.neighbours.top_k,
@@ -165,7 +251,6 @@ def compute_related(
             mode=mode,
             workers=settings.run.workers,
         )
-    ids = entries.ids
     rows = [
         ResultRow(ids[s], ids[t], float(score), int(rank))
         for s, t, score, rank in zip(
@@ -176,7 +261,13 @@ def compute_related(
             strict=True,
         )
     ]
-    return Related(tfidf=tfidf, neighbours=neighbours, rows=rows, neighbour_mode=mode)
+    return Related(
+        tfidf=tfidf,
+        neighbours=neighbours,
+        rows=rows,
+        neighbour_mode=mode,
+        cache_hits=cache_hits,
+    )
 
 
 def run_job(
@@ -219,7 +310,10 @@ def _read_and_compute(
     db: Database, settings: Settings, report: RunReport, timer: _Timer, progress: ProgressFactory
 ) -> Related:
     entries = _read(db, settings, report, timer)
-    return _compute(entries, settings, report, timer, progress)
+    cached = _read_token_cache(db, settings, timer)
+    related = compute_related(entries, settings, cached=cached, progress=progress, timer=timer)
+    _report_related(report, related, settings)
+    return related
 
 
 def _read(db: Database, settings: Settings, report: RunReport, timer: _Timer) -> Entries:
@@ -231,21 +325,14 @@ def _read(db: Database, settings: Settings, report: RunReport, timer: _Timer) ->
     return entries
 
 
-def _compute(
-    entries: Entries,
-    settings: Settings,
-    report: RunReport,
-    timer: _Timer,
-    progress: ProgressFactory,
-) -> Related:
-    related = compute_related(entries, settings, progress=progress, timer=timer)
+def _report_related(report: RunReport, related: Related, settings: Settings) -> None:
+    report.cache_hits = related.cache_hits
     report.terms = len(related.tfidf.terms)
     report.nnz = related.tfidf.nnz
     report.pairs = len(related.rows)
     report.neighbour_mode = related.neighbour_mode
     report.workers = settings.run.workers
     report.entries_without_terms = int((related.tfidf.matrix.getnnz(axis=1) == 0).sum())
-    return related
 
 
 def _locked_run(
@@ -292,16 +379,65 @@ def _locked_run(
             db.finish_run(outcome("skipped", report.skipped))
             log.info("%s; use --force to run anyway", report.skipped)
             return
-        related = _compute(entries, settings, report, timer, progress)
+        id_type = entries.id_type
+        cached = _read_token_cache(db, settings, timer)
+        counts = count_terms(entries, settings, cached=cached, progress=progress, timer=timer)
+        # From here on no stage needs the entries' text: let it go (~1 GB at 100k entries).
+        del entries, cached
+        # Written now, not after the results: it frees its memory before the neighbour search,
+        # and a run that fails later still leaves the next one less to tokenise. Its rows are
+        # keyed by content, so they are right whatever happens to this run.
+        _write_token_cache(db, settings, counts.cache_update, timer)
+        tfidf = weigh_terms(counts, settings, timer=timer)
+        ids, cache_hits = counts.ids, counts.cache_hits
+        del counts  # the raw counts and the cache's rows (~0.4 GB at 100k entries)
+        related = find_related(
+            tfidf, ids, settings, cache_hits=cache_hits, progress=progress, timer=timer
+        )
+        _report_related(report, related, settings)
         with timer.stage("write"):
             report.write = db.write_results(
-                related.rows, layout=layout, id_type=entries.id_type, outcome=outcome("success")
+                related.rows, layout=layout, id_type=id_type, outcome=outcome("success")
             )
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         with contextlib.suppress(Exception):  # the connection itself may be what failed
             db.finish_run(outcome(status, scrub(str(exc) or type(exc).__name__, db.url)))
         raise
+
+
+def _read_token_cache(db: Database, settings: Settings, timer: _Timer) -> CachedTokens | None:
+    """The token cache, empty on the first run; None when switched off. A cache that cannot
+    be read (no SELECT privilege, say) costs speed, not the run: it is reported and skipped."""
+    if not settings.run.token_cache:
+        return None
+    table = settings.output.token_cache_table
+    with timer.stage("cache_read"):
+        try:
+            return db.read_token_cache(table) or CachedTokens.empty()
+        except DatabaseError as exc:
+            log.warning("%s Tokenising every entry; set token_cache = false to skip it.", exc)
+            return CachedTokens.empty()
+
+
+def _write_token_cache(
+    db: Database, settings: Settings, update: TokenCacheUpdate | None, timer: _Timer
+) -> None:
+    """A cache that cannot be written only slows the next run down: a warning, not a
+    failed run."""
+    if update is None or update.empty:
+        return
+    table = settings.output.token_cache_table
+    with timer.stage("cache_write"):
+        try:
+            db.write_token_cache(table, update)
+        except DatabaseError as exc:
+            log.warning(
+                "%s The run goes on; the next one tokenises these entries again. "
+                "Grant the job CREATE (or create the tables, see examples/least-privilege.sql) "
+                "or set token_cache = false.",
+                exc,
+            )
 
 
 def _unchanged(db: Database, layout: ResultsLayout, report: RunReport, last: RunRecord) -> bool:

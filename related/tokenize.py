@@ -17,6 +17,7 @@ entry, which keeps a big corpus's counts in arrays.
 from __future__ import annotations
 
 import functools
+import hashlib
 import multiprocessing
 import os
 import re
@@ -28,10 +29,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from related.config import TokenizerSettings
 from related.entries import Entry
+from related.errors import ConfigError
 from related.text import clean_text
 
 if TYPE_CHECKING:
     import MeCab
+    import numpy as np
     import scipy.sparse as sp
 
 T = TypeVar("T")
@@ -75,6 +78,52 @@ def dictionary_dir() -> str:
     return unidic_lite.DICDIR
 
 
+def _make_tagger(user_dictionary: str | None) -> MeCab.Tagger:
+    import MeCab
+
+    dicdir = dictionary_dir()
+    args = f'-r "{dicdir}/mecabrc" -d "{dicdir}" {_TAGGER_ARGS}'
+    if user_dictionary:
+        args += f' -u "{check_user_dictionary(user_dictionary)}"'
+    try:
+        return MeCab.Tagger(args)
+    except RuntimeError as exc:
+        # mecab-python3 wraps MeCab's own reason ("... dictionary.cpp(94) [check] dictionary
+        # file is broken: PATH") in a long generic text between lines of dashes.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip("- \n")]
+        reason = lines[-1].rsplit("] ", 1)[-1] if lines else "unknown error"
+        raise ConfigError(
+            f"user_dictionary = {user_dictionary!r} cannot be loaded by MeCab ({reason}). It "
+            "must be a user dictionary compiled with mecab-dict-index -d <unidic-lite's dicdir> "
+            "-u FILE.dic -f utf-8 -t utf-8 (see README)."
+        ) from None
+
+
+def check_user_dictionary(path: str) -> str:
+    """The absolute path of a usable-looking user dictionary file, or a ConfigError."""
+    absolute = os.path.abspath(path)
+    if "," in absolute:
+        raise ConfigError(
+            f"user_dictionary = {path!r}: MeCab splits dictionary paths at commas; move the "
+            "file to a path without one."
+        )
+    if not os.path.isfile(absolute) or os.path.getsize(absolute) == 0:
+        raise ConfigError(
+            f"user_dictionary = {path!r} is not a file (or is empty) as seen from "
+            f"{os.getcwd()!r}. Give the path of a compiled .dic file, or unset it."
+        )
+    return absolute
+
+
+def user_dictionary_digest(settings: TokenizerSettings) -> str | None:
+    """SHA-256 of the user dictionary's content: rebuilding it under the same path changes
+    the terms, so it must change the run and token cache fingerprints too."""
+    if not settings.user_dictionary:
+        return None
+    with open(check_user_dictionary(settings.user_dictionary), "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def kept_surface_pattern(keep_pos: Sequence[str], drop_pos: Sequence[str]) -> re.Pattern[str]:
     """Matches ``surface\\tpos`` lines whose pos starts with a keep_pos and with no drop_pos;
     group 1 is the surface. Same test as ``pos.startswith(keep) and not pos.startswith(drop)``.
@@ -101,10 +150,7 @@ class Tokenizer:
     @property
     def tagger(self) -> MeCab.Tagger:
         if self._tagger is None:
-            import MeCab
-
-            dicdir = dictionary_dir()
-            self._tagger = MeCab.Tagger(f'-r "{dicdir}/mecabrc" -d "{dicdir}" {_TAGGER_ARGS}')
+            self._tagger = _make_tagger(self.settings.user_dictionary)
         return self._tagger
 
     def _surfaces(self, text: str) -> Iterator[list[str]]:
@@ -245,12 +291,11 @@ def count_entries(
     import scipy.sparse as sp
 
     entries = list(entries)
-    workers = _check_workers(workers, chunk_size, len(entries))
     progress = _progress(None, on_entries)
     vocabulary: dict[str, int] = {}  # term -> id, in order of first appearance
     lengths, ids, values = [], [], []
-    for chunk_terms, chunk_lengths, chunk_ids, chunk_values in _map_chunks(
-        _packed_counts, entries, settings, workers, chunk_size
+    for chunk_terms, chunk_lengths, chunk_ids, chunk_values in packed_count_chunks(
+        entries, settings, workers=workers, chunk_size=chunk_size
     ):
         to_global = np.fromiter(
             (vocabulary.setdefault(t, len(vocabulary)) for t in chunk_terms),
@@ -278,6 +323,19 @@ def count_entries(
     )
     matrix.sort_indices()
     return matrix, [terms[i] for i in order]
+
+
+def packed_count_chunks(
+    entries: Sequence[Entry],
+    settings: TokenizerSettings,
+    *,
+    workers: int = 1,
+    chunk_size: int = WORKER_CHUNK,
+) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
+    """Each chunk's counts, in order, as (terms, terms per entry, term ids, values): the
+    entries' rows one after the other, term ids indexing the chunk's own term list."""
+    workers = _check_workers(workers, chunk_size, len(entries))
+    yield from _map_chunks(_packed_counts, list(entries), settings, workers, chunk_size)
 
 
 def _check_workers(workers: int, chunk_size: int, n_entries: int) -> int:

@@ -101,7 +101,8 @@ def build_tfidf(
 
 def add_field_vectors(
     tfidf: TfidfMatrix,
-    field_counts: Sequence[Mapping[str, float]],
+    field_counts: sp.csr_matrix,
+    field_terms: Sequence[str],
     *,
     share: float,
     sublinear_tf: bool = True,
@@ -110,22 +111,23 @@ def add_field_vectors(
 
         row = L2( X_row + share * L2( tf(field terms) * idf ) )
 
-    on X's own columns and idf (field terms pruned from X are ignored). A title weight only
-    multiplies counts, so in a long entry the title's terms drown among the body's; a
-    separately normalised field vector keeps the same share whatever the body's length. Rows
-    stay L2-normalised: scores are still cosines. ``tfidf`` is not modified.
+    on X's own columns and idf (field terms pruned from X are ignored). ``field_counts`` has
+    one row per entry, columns named by ``field_terms``. A title weight only multiplies
+    counts, so in a long entry the title's terms drown among the body's; a separately
+    normalised field vector keeps the same share whatever the body's length. Rows stay
+    L2-normalised: scores are still cosines. ``tfidf`` is not modified.
     """
     column = {term: i for i, term in enumerate(tfidf.terms)}
-    kept = [
-        {column[t]: n for t, n in counts.items() if t in column and n > 0}
-        for counts in field_counts
-    ]
-    indptr = np.zeros(len(kept) + 1, dtype=np.int64)
-    np.cumsum([len(row) for row in kept], out=indptr[1:])
-    nnz = int(indptr[-1])
-    values = np.fromiter((n for row in kept for n in row.values()), dtype=np.float64, count=nnz)
-    columns = np.fromiter((c for row in kept for c in row), dtype=np.int32, count=nnz)
-    field = sp.csr_matrix((values, columns, indptr), shape=tfidf.matrix.shape)
+    to_column = np.fromiter(
+        (column.get(term, -1) for term in field_terms), dtype=np.int64, count=len(field_terms)
+    )
+    field_counts = field_counts.tocoo()
+    columns = to_column[field_counts.col]
+    keep = (columns >= 0) & (field_counts.data > 0)
+    field = sp.csr_matrix(
+        (field_counts.data[keep].astype(np.float64), (field_counts.row[keep], columns[keep])),
+        shape=tfidf.matrix.shape,
+    )
     if sublinear_tf:
         big = field.data >= 1
         field.data[big] = 1.0 + np.log(field.data[big])

@@ -352,6 +352,7 @@ def test_dry_run_reports_the_diff_and_writes_nothing(invoke, pg_url):
     result = invoke("run", "--database-url", pg_url, *SAMPLE_FLAGS, "--dry-run")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
+    assert lines.pop(1) == "token cache: terms of 36 entries reused, 0 tokenised"
     assert lines[1].startswith("dry run: nothing written")
     assert "remove 1," in lines[2] and "neighbours gained" in lines[2]
     assert any(line.strip().startswith("4: loses") for line in lines[3:])
@@ -395,6 +396,10 @@ def test_job_runs_as_a_least_privilege_role(pg_url):
         process = job(role_url, *SAMPLE_FLAGS)
         assert process.wait() == 0, process.stderr.read()
         assert execute(pg_url, "SELECT count(*) FROM related_entries") == [(370,)]
+        # The token cache tables the script prepared are used: no warning, one row per entry
+        # and one per title (title_share counts each title alone too).
+        assert "token cache" not in process.stderr.read()
+        assert execute(pg_url, "SELECT count(*) FROM related_token_cache") == [(2 * 37,)]
         # ... and can do nothing else.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             execute(role_url, "DELETE FROM entries")

@@ -7,14 +7,15 @@ import json
 import numpy as np
 
 from related.config import VectorSettings
-from related.vectorize import add_field_vectors, build_tfidf
+from related.vectorize import add_field_vectors, build_tfidf, count_matrix
 
 
 def test_matches_the_formula_on_a_small_example():
     counts = [{"a": 3, "b": 1, "c": 2}, {"a": 1, "b": 4}, {"c": 1, "d": 2}]
     titles = [{"b": 1}, {"a": 2, "zzz": 5}, {}]  # zzz is not a column: ignored
     tfidf = build_tfidf(counts, VectorSettings())
-    combined = add_field_vectors(tfidf, titles, share=0.3, sublinear_tf=True)
+    title_matrix, title_terms = count_matrix(titles)
+    combined = add_field_vectors(tfidf, title_matrix, title_terms, share=0.3, sublinear_tf=True)
 
     x = tfidf.matrix.toarray()
     column = {t: i for i, t in enumerate(tfidf.terms)}
@@ -38,7 +39,7 @@ def test_run_with_title_share_changes_scores_and_explain_still_adds_up(invoke, s
     from conftest import sqlite_rows
 
     flags = ("--database-url", sample_sqlite, "--source-where", "published = 1")
-    assert invoke("run", *flags).exit_code == 0
+    assert invoke("run", *flags, "--title-share", "0").exit_code == 0
     plain = {(a, b): s for a, b, s, _ in sqlite_rows(sample_sqlite)}
     result = invoke("run", *flags, "--title-share", "0.3", "--format", "json")
     assert result.exit_code == 0, result.output

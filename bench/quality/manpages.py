@@ -23,6 +23,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import debs
+
 PACKAGE = "manpages-ja"
 MAN_ROOT = Path("usr/share/man/ja")
 SEE_ALSO_HEADINGS = frozenset({"関連項目", "SEE ALSO", "参照項目", "関連情報"})
@@ -47,23 +49,11 @@ class Page:
 
 
 def fetch_package(cache: Path) -> Path:
-    """``apt-get download manpages-ja`` into ``cache`` (once) and unpack it; return the root."""
-    cache.mkdir(parents=True, exist_ok=True)
-    tree = cache / "tree"
-    if (tree / MAN_ROOT).is_dir():
-        return tree
-    debs = sorted(cache.glob(f"{PACKAGE}_*.deb"))
-    if not debs:
-        for command in (["apt-get", "update", "-qq"], ["apt-get", "download", PACKAGE]):
-            subprocess.run(command, cwd=cache, check=True)
-        debs = sorted(cache.glob(f"{PACKAGE}_*.deb"))
-    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tree)], check=True)
-    return tree
+    return debs.fetch_and_unpack(PACKAGE, cache, str(MAN_ROOT))
 
 
 def package_version(cache: Path) -> str:
-    debs = sorted(cache.glob(f"{PACKAGE}_*.deb"))
-    return debs[-1].name.split("_")[1] if debs else "unknown"
+    return debs.version(PACKAGE, cache)
 
 
 def load_pages(cache: Path) -> list[Page]:

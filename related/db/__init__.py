@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from abc import ABC, abstractmethod
@@ -23,6 +24,8 @@ from related.config import OutputSettings, RunSettings, SourceSettings
 from related.entries import Entries, EntryId
 from related.errors import ConfigError, RelatedError, SourceError
 from related.presets import preset_query
+
+log = logging.getLogger("related")
 
 
 class LockedError(RelatedError):
@@ -46,6 +49,11 @@ def url_secrets(url: str) -> list[str]:
     found = [m.group(2) for m in [_PASSWORD_IN_NETLOC.match(url)] if m and m.group(2)]
     found += [m.group(0).split("=", 1)[1] for m in _PASSWORD_IN_QUERY.finditer(url)]
     return [s for s in found if s]
+
+
+def token_terms_table(table: str) -> str:
+    """The token cache's second table: term id -> term."""
+    return f"{table}_terms"
 
 
 def scrub(message: str, url: str) -> str:
@@ -130,6 +138,45 @@ class RunOutcome:
     pairs: int | None = None
     input_fingerprint: str | None = None
     message: str | None = None
+
+
+@dataclass(frozen=True)
+class CachedTokens:
+    """The token cache as read from the database (see related/token_cache.py): every row, and
+    the term of every term id."""
+
+    terms: tuple[str, ...]  # term id -> term
+    rows: dict[bytes, tuple[bytes, bytes]]  # key -> (term ids blob, counts blob)
+
+    @classmethod
+    def empty(cls) -> CachedTokens:
+        return cls(terms=(), rows={})
+
+
+@dataclass(frozen=True)
+class TokenCacheUpdate:
+    """What to write back: new terms and rows, rows no current entry uses, or, with
+    ``rewrite``, a complete new cache that replaces the old one."""
+
+    new_terms: list[tuple[int, str]]  # (term id, term)
+    new_rows: list[tuple[bytes, bytes, bytes]]  # (key, term ids blob, counts blob)
+    stale_keys: list[bytes]
+    rewrite: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new_terms or self.new_rows or self.stale_keys or self.rewrite)
+
+
+def cached_tokens(
+    terms: Sequence[tuple[int, str]], rows: dict[bytes, tuple[bytes, bytes]]
+) -> CachedTokens:
+    """CachedTokens from (term_id, term) rows ordered by id. Ids that are not exactly 0..n-1
+    mean the cache was edited or half-copied: it is then treated as empty and rewritten."""
+    if any(term_id != i for i, (term_id, _) in enumerate(terms)):
+        log.warning("the token cache's term ids are not contiguous; rebuilding the cache")
+        return CachedTokens.empty()
+    return CachedTokens(terms=tuple(term for _, term in terms), rows=rows)
 
 
 @dataclass(frozen=True)
@@ -222,6 +269,15 @@ class Database(ABC):
 
     @abstractmethod
     def count_results(self, layout: ResultsLayout) -> int | None: ...
+
+    @abstractmethod
+    def read_token_cache(self, table: str) -> CachedTokens | None:
+        """The token cache kept in ``table`` and ``token_terms_table(table)``; None if it does
+        not exist yet. A cache whose term ids are not 0..n-1 is returned empty (rebuilt)."""
+
+    @abstractmethod
+    def write_token_cache(self, table: str, update: TokenCacheUpdate) -> None:
+        """Apply ``update`` in one transaction, creating the two tables when missing."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -23,14 +23,17 @@ from related.config import RunSettings, SourceSettings, validate_identifier
 from related.db import (
     FINISH_COLUMNS,
     RUN_COLUMNS,
+    CachedTokens,
     Database,
     ResultRow,
     ResultsLayout,
     RunOutcome,
     RunRecord,
     StoredNeighbour,
+    TokenCacheUpdate,
     WriteReport,
     acquire_run_lock,
+    cached_tokens,
     check_query_columns,
     check_results_columns,
     check_source_columns,
@@ -38,6 +41,7 @@ from related.db import (
     lock_key,
     run_outcome_values,
     scrub,
+    token_terms_table,
 )
 from related.entries import Entries, entries_from_rows
 from related.errors import ConfigError, DatabaseError, SourceError
@@ -303,6 +307,79 @@ class PostgresDatabase(Database):
                 f"round every score; it was not written. Run: ALTER TABLE {layout.table} "
                 "ALTER COLUMN score TYPE double precision"
             )
+
+    # -- the token cache ----------------------------------------------------------------------
+
+    def read_token_cache(self, table: str) -> CachedTokens | None:
+        terms_table = token_terms_table(table)
+        if self._columns_of(table) is None or self._columns_of(terms_table) is None:
+            return None
+        try:
+            terms = self.conn.execute(
+                sql.SQL("SELECT term_id, term FROM {} ORDER BY term_id").format(
+                    table_identifier(terms_table)
+                )
+            ).fetchall()
+            # Binary results: bytea arrives as raw bytes instead of hex text to decode.
+            with (
+                self.conn.transaction(),
+                self.conn.cursor(name="related_token_cache", binary=True) as cursor,
+            ):
+                cursor.itersize = 5000
+                cursor.execute(
+                    sql.SQL("SELECT key, term_ids, counts FROM {}").format(table_identifier(table))
+                )
+                rows = {bytes(key): (bytes(ids), bytes(counts)) for key, ids, counts in cursor}
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"Reading the token cache {table!r} failed: {self._error(exc)}"
+            ) from None
+        return cached_tokens(terms, rows)
+
+    def write_token_cache(self, table: str, update: TokenCacheUpdate) -> None:
+        rows, terms = table_identifier(table), table_identifier(token_terms_table(table))
+        conn = self.conn
+        try:
+            with conn.transaction():
+                # Created only when missing (CREATE ... IF NOT EXISTS still needs the CREATE
+                # privilege), so a role without it can use tables prepared by the owner.
+                if self._columns_of(table) is None:
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE {} (key bytea PRIMARY KEY, term_ids bytea NOT NULL, "
+                            "counts bytea NOT NULL)"
+                        ).format(rows)
+                    )
+                if self._columns_of(token_terms_table(table)) is None:
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE {} (term_id integer PRIMARY KEY, term text NOT NULL)"
+                        ).format(terms)
+                    )
+                if update.rewrite:
+                    conn.execute(sql.SQL("DELETE FROM {}").format(rows))
+                    conn.execute(sql.SQL("DELETE FROM {}").format(terms))
+                elif update.stale_keys:
+                    conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE key = ANY(%s)").format(rows),
+                        (update.stale_keys,),
+                    )
+                with conn.cursor() as cur:
+                    copy_terms = sql.SQL("COPY {} (term_id, term) FROM STDIN").format(terms)
+                    with cur.copy(copy_terms) as copy:
+                        for term_row in update.new_terms:
+                            copy.write_row(term_row)
+                    copy_rows = sql.SQL(
+                        "COPY {} (key, term_ids, counts) FROM STDIN (FORMAT BINARY)"
+                    ).format(rows)
+                    with cur.copy(copy_rows) as copy:
+                        copy.set_types(["bytea", "bytea", "bytea"])
+                        for row in update.new_rows:
+                            copy.write_row(row)
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"Writing the token cache {table!r} failed: {self._error(exc)}"
+            ) from None
 
     # -- one run at a time, and the run log --------------------------------------------------
 

@@ -13,14 +13,17 @@ from related.config import RunSettings, SourceSettings, validate_identifier
 from related.db import (
     FINISH_COLUMNS,
     RUN_COLUMNS,
+    CachedTokens,
     Database,
     ResultRow,
     ResultsLayout,
     RunOutcome,
     RunRecord,
     StoredNeighbour,
+    TokenCacheUpdate,
     WriteReport,
     acquire_run_lock,
+    cached_tokens,
     check_query_columns,
     check_results_columns,
     check_source_columns,
@@ -28,6 +31,7 @@ from related.db import (
     mask_url,
     run_outcome_values,
     sqlite_path,
+    token_terms_table,
 )
 from related.entries import Entries, entries_from_rows
 from related.errors import DatabaseError, SourceError
@@ -211,6 +215,51 @@ class SQLiteDatabase(Database):
         ).rowcount
         (total,) = conn.execute(f"SELECT count(*) FROM {target}").fetchone()
         return WriteReport(layout.table, inserted, updated, deleted, total)
+
+    # -- the token cache ----------------------------------------------------------------------
+
+    def read_token_cache(self, table: str) -> CachedTokens | None:
+        terms_table = token_terms_table(table)
+        if self._columns_of(table) is None or self._columns_of(terms_table) is None:
+            return None
+        try:
+            terms = self.conn.execute(
+                f"SELECT term_id, term FROM {quote(terms_table)} ORDER BY term_id"
+            ).fetchall()
+            rows = self.conn.execute(f"SELECT key, term_ids, counts FROM {quote(table)}")
+            cached = {key: (ids, counts) for key, ids, counts in rows}
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"Reading the token cache {table!r} failed: {exc}.") from None
+        return cached_tokens(terms, cached)
+
+    def write_token_cache(self, table: str, update: TokenCacheUpdate) -> None:
+        validate_identifier(table, "token_cache_table", qualified=True)
+        conn, rows, terms = self.conn, quote(table), quote(token_terms_table(table))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {rows} (key BLOB PRIMARY KEY, "
+                    "term_ids BLOB NOT NULL, counts BLOB NOT NULL)"
+                )
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {terms} "
+                    "(term_id INTEGER PRIMARY KEY, term TEXT NOT NULL)"
+                )
+                if update.rewrite:
+                    conn.execute(f"DELETE FROM {rows}")
+                    conn.execute(f"DELETE FROM {terms}")
+                conn.executemany(
+                    f"DELETE FROM {rows} WHERE key = ?", ((k,) for k in update.stale_keys)
+                )
+                conn.executemany(f"INSERT OR REPLACE INTO {terms} VALUES (?, ?)", update.new_terms)
+                conn.executemany(f"INSERT OR REPLACE INTO {rows} VALUES (?, ?, ?)", update.new_rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"Writing the token cache {table!r} failed: {exc}.") from None
 
     # -- one run at a time, and the run log --------------------------------------------------
 

@@ -1,0 +1,254 @@
+"""Token cache: each entry's term counts kept in the database, so a rerun tokenises only the
+entries that are new or edited.
+
+Tokenising is most of a run (MeCab reads every character), while an edit touches a few
+entries. The cache sits between entries and the TF-IDF matrix:
+
+    entries -> keys -> (cached counts | tokenise the misses) -> count matrix -> TF-IDF ...
+
+A row is keyed by a hash of the entry's content (title, body, tags, category) AND of
+everything that decides its terms: the tokenizer settings, related's version, and the
+MeCab and unidic-lite versions. Change any of them and every key changes, so a stale row
+can never be used, only ignored and later deleted. Entry ids are not part of the key: two
+entries with the same content share a row, and a renumbered entry is still a hit.
+
+It lives in two tables next to the results (``token_cache_table`` and the same name with
+``_terms``), not in a file: the database is the one thing every place this job runs (a CI
+runner that starts empty, a container without a volume, a laptop) already shares. Rows hold
+term ids (int32) and counts (float32 when that is exact, else float64) as little-endian
+blobs, about 1.5 KB per 6 KB entry; the terms table maps ids to strings once. Loading 100k
+cached entries is then a few array operations instead of 19 million Python strings.
+
+The matrix built from cached rows is the one ``tokenize.count_entries`` builds (same sorted
+columns, same values), so results equal a run without the cache exactly; tests check that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+import scipy.sparse as sp
+
+from related import __version__
+from related.config import TokenizerSettings
+from related.db import CachedTokens, TokenCacheUpdate
+from related.entries import Entry
+from related.tokenize import WORKER_CHUNK, packed_count_chunks, user_dictionary_digest
+
+log = logging.getLogger("related")
+
+_IDS = np.dtype("<i4")
+_COUNTS_EXACT = (np.dtype("<f4"), np.dtype("<f8"))
+
+# The terms table is append-only between rewrites; once it holds this many times the terms the
+# current entries use (edits and deletions leave old terms behind), the next write renumbers
+# everything from the current entries alone.
+_REWRITE_WHEN_TERMS_EXCEED = 2.0
+_REWRITE_MIN_TERMS = 10_000
+
+
+@dataclass(frozen=True)
+class CachedCounts:
+    """The count matrix (rows in entry order, columns = sorted terms), how many entries came
+    from the cache, and the update that brings the cache up to date with these entries."""
+
+    matrix: sp.csr_matrix
+    terms: list[str]
+    hits: int
+    misses: int
+    update: TokenCacheUpdate
+    tokenised: frozenset[int] = frozenset()  # rows that were not in the cache
+
+
+def tokenizer_key(settings: TokenizerSettings) -> bytes:
+    """Everything besides an entry's content that decides its terms."""
+    relevant = {
+        "settings": dataclasses.asdict(settings),
+        "user_dictionary": user_dictionary_digest(settings),
+        "related": __version__,
+        "mecab-python3": _version("mecab-python3"),
+        "unidic-lite": _version("unidic-lite"),
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).digest()
+
+
+def entry_keys(content_hashes: Sequence[bytes], settings: TokenizerSettings) -> list[bytes]:
+    salt = tokenizer_key(settings)
+    return [
+        hashlib.blake2b(content, digest_size=16, key=salt[:64]).digest()
+        for content in content_hashes
+    ]
+
+
+def encode_counts(term_ids: np.ndarray, counts: np.ndarray) -> tuple[bytes, bytes]:
+    """One entry's row: term ids as int32, counts as float32 when that loses nothing."""
+    as_float32 = counts.astype(_COUNTS_EXACT[0])
+    exact = np.array_equal(as_float32, counts)
+    return (
+        term_ids.astype(_IDS).tobytes(),
+        (as_float32 if exact else counts.astype(_COUNTS_EXACT[1])).tobytes(),
+    )
+
+
+def decode_counts(ids_blob: bytes, counts_blob: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """The arrays of a row, or None if the blobs do not fit together (never trusted blindly)."""
+    if len(ids_blob) % _IDS.itemsize:
+        return None
+    n = len(ids_blob) // _IDS.itemsize
+    for dtype in _COUNTS_EXACT:
+        if len(counts_blob) == n * dtype.itemsize:
+            return np.frombuffer(ids_blob, _IDS), np.frombuffer(counts_blob, dtype)
+    return None
+
+
+def count_entries_cached(
+    entries: Sequence[Entry],
+    settings: TokenizerSettings,
+    cached: CachedTokens,
+    *,
+    content_hashes: Sequence[bytes] | None = None,
+    workers: int = 1,
+    on_entries: Callable[[int], None] | None = None,
+    chunk_size: int = WORKER_CHUNK,
+) -> CachedCounts:
+    """The count matrix of ``entries``, tokenising only those whose key is not in ``cached``.
+
+    Equal to ``tokenize.count_entries(entries, settings)``, value for value.
+    ``content_hashes`` (``Entry.content_hash()`` of each entry) saves hashing them again.
+    """
+    advance = on_entries or (lambda n: None)
+    if content_hashes is None:
+        content_hashes = [entry.content_hash() for entry in entries]
+    keys = entry_keys(content_hashes, settings)
+    term_id = {term: i for i, term in enumerate(cached.terms)}
+    row_ids: list[np.ndarray] = [_NO_IDS] * len(keys)
+    row_counts: list[np.ndarray] = [_NO_COUNTS] * len(keys)
+    missing: dict[bytes, list[int]] = {}  # key -> rows with that content
+    broken: set[bytes] = set()  # rows in the cache that do not decode: replaced
+    for row, key in enumerate(keys):
+        blob = cached.rows.get(key)
+        decoded = decode_counts(*blob) if blob is not None else None
+        if decoded is None:
+            missing.setdefault(key, []).append(row)
+            if blob is not None:
+                broken.add(key)
+        else:
+            row_ids[row], row_counts[row] = decoded
+    misses = sum(len(rows) for rows in missing.values())
+    advance(len(keys) - misses)
+
+    # An empty cache (first run, or one found damaged) is written whole from the matrix below;
+    # encoding rows one by one as they are tokenised would only be thrown away.
+    rewrite = not cached.terms
+    new_terms: list[tuple[int, str]] = []
+    new_rows: list[tuple[bytes, bytes, bytes]] = []
+    to_tokenise = [(key, entries[rows[0]]) for key, rows in missing.items()]
+    done = 0
+    for chunk_terms, lengths, ids, values in packed_count_chunks(
+        [entry for _, entry in to_tokenise], settings, workers=workers, chunk_size=chunk_size
+    ):
+        to_cache_id = np.empty(len(chunk_terms), dtype=np.int64)
+        for local, term in enumerate(chunk_terms):
+            known = term_id.get(term)
+            if known is None:
+                known = term_id[term] = len(term_id)
+                new_terms.append((known, term))
+            to_cache_id[local] = known
+        ends = np.cumsum(lengths)
+        for j, end in enumerate(ends.tolist()):
+            start = end - int(lengths[j])
+            key, _ = to_tokenise[done + j]
+            entry_ids, entry_counts = to_cache_id[ids[start:end]], values[start:end]
+            if not rewrite:
+                new_rows.append((key, *encode_counts(entry_ids, entry_counts)))
+            for row in missing[key]:
+                row_ids[row], row_counts[row] = entry_ids, entry_counts
+        done += len(lengths)
+        advance(sum(len(missing[to_tokenise[i][0]]) for i in range(done - len(lengths), done)))
+
+    all_terms = [*cached.terms, *(term for _, term in new_terms)]
+    matrix, terms, used = _matrix_from_rows(row_ids, row_counts, all_terms)
+    del row_ids, row_counts  # views into the cached blobs and tokeniser output: now copied
+    if matrix is None:
+        log.warning("token cache: a row refers to an unknown term id; tokenising everything again")
+        return count_entries_cached(
+            entries,
+            settings,
+            CachedTokens.empty(),
+            content_hashes=content_hashes,
+            workers=workers,
+            on_entries=on_entries,
+            chunk_size=chunk_size,
+        )
+    current = set(keys)
+    stale = [key for key in cached.rows if key not in current or key in broken]
+    # Rewriting also clears whatever rows a damaged cache still had.
+    bloated = len(all_terms) > max(_REWRITE_MIN_TERMS, _REWRITE_WHEN_TERMS_EXCEED * used)
+    if rewrite or bloated:
+        update = _rewrite(matrix, terms, keys)
+    else:
+        update = TokenCacheUpdate(new_terms=new_terms, new_rows=new_rows, stale_keys=stale)
+    return CachedCounts(
+        matrix=matrix,
+        terms=terms,
+        hits=len(keys) - misses,
+        misses=misses,
+        update=update,
+        tokenised=frozenset(row for rows in missing.values() for row in rows),
+    )
+
+
+_NO_IDS = np.zeros(0, dtype=_IDS)
+_NO_COUNTS = np.zeros(0, dtype=np.float64)
+
+
+def _matrix_from_rows(
+    row_ids: Sequence[np.ndarray], row_counts: Sequence[np.ndarray], terms_by_id: Sequence[str]
+) -> tuple[sp.csr_matrix | None, list[str], int]:
+    """CSR matrix with columns in sorted term order, as count_entries builds it; None if an
+    id has no term. Also returns the number of distinct terms used."""
+    n_rows = len(row_ids)
+    lengths = np.fromiter((len(a) for a in row_ids), dtype=np.int64, count=n_rows)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    ids = np.concatenate(row_ids).astype(np.int64) if n_rows else np.zeros(0, np.int64)
+    counts = np.concatenate(row_counts).astype(np.float64) if n_rows else np.zeros(0, np.float64)
+    if ids.size and (ids.min() < 0 or ids.max() >= len(terms_by_id)):
+        return None, [], 0
+    used_ids = np.flatnonzero(np.bincount(ids, minlength=len(terms_by_id)))
+    used_terms = [terms_by_id[i] for i in used_ids.tolist()]
+    order = sorted(range(len(used_terms)), key=used_terms.__getitem__)
+    column_of_id = np.full(len(terms_by_id), -1, dtype=np.int64)
+    column_of_id[used_ids[order]] = np.arange(len(order))
+    matrix = sp.csr_matrix(
+        (counts, column_of_id[ids].astype(np.int32), indptr),
+        shape=(n_rows, len(order)),
+    )
+    matrix.sort_indices()
+    return matrix, [used_terms[i] for i in order], len(used_terms)
+
+
+def _rewrite(matrix: sp.csr_matrix, terms: list[str], keys: list[bytes]) -> TokenCacheUpdate:
+    """The whole cache again from the current entries: term id = matrix column."""
+    rows: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+    for row, key in enumerate(keys):
+        if key not in rows:
+            start, end = matrix.indptr[row], matrix.indptr[row + 1]
+            rows[key] = (key, *encode_counts(matrix.indices[start:end], matrix.data[start:end]))
+    return TokenCacheUpdate(
+        new_terms=list(enumerate(terms)), new_rows=list(rows.values()), stale_keys=[], rewrite=True
+    )
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
