@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import time
 from collections.abc import Iterator
@@ -148,10 +149,10 @@ def count_terms(
             log.info("token cache: %d entries cached, %d tokenised", hits, n - hits)
     n = len(entries)
     counts = TermCounts(
-        matrix=matrix[:n] if len(documents) > n else matrix,
+        matrix=row_range(matrix, 0, n),
         terms=terms,
         ids=entries.ids,
-        title_matrix=matrix[n:] if len(documents) > n else None,
+        title_matrix=row_range(matrix, n, len(documents)) if len(documents) > n else None,
         cache_hits=hits,
         cache_update=update,
     )
@@ -166,6 +167,25 @@ def count_terms(
             + (" ..." if len(empty_rows) > 5 else ""),
         )
     return counts
+
+
+def row_range(matrix: Any, start: int, stop: int) -> Any:
+    """Rows start..stop of a CSR matrix sharing its arrays (``matrix[start:stop]`` copies
+    them: at 100k entries 0.23 GB at the run's memory peak)."""
+    import scipy.sparse as sp
+
+    if (start, stop) == (0, matrix.shape[0]):
+        return matrix
+    first, last = matrix.indptr[start], matrix.indptr[stop]
+    return sp.csr_matrix(
+        (
+            matrix.data[first:last],
+            matrix.indices[first:last],
+            matrix.indptr[start : stop + 1] - first,
+        ),
+        shape=(stop - start, matrix.shape[1]),
+        copy=False,
+    )
 
 
 def weigh_terms(
@@ -384,6 +404,7 @@ def _locked_run(
         counts = count_terms(entries, settings, cached=cached, progress=progress, timer=timer)
         # From here on no stage needs the entries' text: let it go (~1 GB at 100k entries).
         del entries, cached
+        return_free_memory()
         # Written now, not after the results: it frees its memory before the neighbour search,
         # and a run that fails later still leaves the next one less to tokenise. Its rows are
         # keyed by content, so they are right whatever happens to this run.
@@ -404,6 +425,20 @@ def _locked_run(
         with contextlib.suppress(Exception):  # the connection itself may be what failed
             db.finish_run(outcome(status, scrub(str(exc) or type(exc).__name__, db.url)))
         raise
+
+
+def return_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc only; elsewhere nothing happens).
+
+    The entries' text is ~100k strings of a few KB, allocated between longer-lived objects:
+    freed, those pages stay in the process (measured: 0.90 of 0.95 GB at 100k entries) and
+    the matrices built next go to fresh pages, so the peak would count the text twice.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _read_token_cache(db: Database, settings: Settings, timer: _Timer) -> CachedTokens | None:

@@ -53,3 +53,15 @@ def test_run_with_title_share_changes_scores_and_explain_still_adds_up(invoke, s
     assert abs(json.loads(explained.stdout)["score"] - shared[(a, b)]) < 1e-9
     bad = invoke("run", *flags, "--title-share", "-1")
     assert bad.exit_code == 2 and "title_share = -1.0 must be between 0 and 10" in bad.stderr
+
+
+def test_row_range_shares_arrays_and_equals_slicing():
+    import scipy.sparse as sp
+
+    from related.pipeline import row_range
+
+    matrix = sp.random(7, 5, density=0.5, format="csr", random_state=1)
+    for start, stop in ((0, 7), (0, 3), (3, 7), (2, 2)):
+        part = row_range(matrix, start, stop)
+        assert np.array_equal(part.toarray(), matrix[start:stop].toarray())
+    assert np.shares_memory(row_range(matrix, 3, 7).data, matrix.data)
