@@ -294,13 +294,14 @@ def evaluate_database(
     """Score the stored results of ``settings``' database, or (``fresh``) a new computation
     with ``settings`` that writes nothing."""
     from related.db import ResultsLayout, connect
-    from related.pipeline import compute_related
+    from related.pipeline import compute_related, read_token_cache
 
     with connect(settings.require_database_url(), settings.run) as db:
         if not fresh:
             return evaluate_stored(db, truth, layout=ResultsLayout.from_settings(settings.output))
         entries = db.read_entries(settings.source)
-    related = compute_related(entries, settings, progress=progress)
+        cached = read_token_cache(db, settings)  # read only: a dry run writes nothing
+    related = compute_related(entries, settings, cached=cached, progress=progress)
     return evaluate(rankings_from_rows(related.rows), truth)
 
 

@@ -21,6 +21,7 @@ from related.vectorize import TfidfMatrix
 
 if TYPE_CHECKING:
     from related.config import Settings
+    from related.db import CachedTokens
 
 DEFAULT_LIMIT = 10
 
@@ -138,16 +139,17 @@ def explain_entries(
     entry_b: str | EntryId,
     *,
     limit: int = DEFAULT_LIMIT,
+    cached: CachedTokens | None = None,
 ) -> Explanation:
     """Tokenize and weight all ``entries`` (IDF needs the whole corpus), then explain A and B.
 
     Uses the same settings as the job, so the score equals the one ``related run`` stores
-    (when B is among A's neighbours).
+    (when B is among A's neighbours). ``cached``: the token cache, read only.
     """
     from related.pipeline import vectorize_entries
 
     row_a, row_b = row_of(entries, entry_a), row_of(entries, entry_b)
-    tfidf = vectorize_entries(entries, settings)
+    tfidf = vectorize_entries(entries, settings, cached=cached)
     return explain_pair(tfidf, row_a, row_b, limit=limit)
 
 
@@ -156,10 +158,12 @@ def explain_in_database(
 ) -> Explanation:
     """Read the entries of ``settings``' database and explain the pair A, B."""
     from related.db import connect
+    from related.pipeline import read_token_cache
 
     with connect(settings.require_database_url(), settings.run) as db:
         entries = db.read_entries(settings.source)
-    return explain_entries(entries, settings, entry_a, entry_b, limit=limit)
+        cached = read_token_cache(db, settings)
+    return explain_entries(entries, settings, entry_a, entry_b, limit=limit, cached=cached)
 
 
 def format_explanation(

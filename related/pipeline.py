@@ -330,7 +330,7 @@ def _read_and_compute(
     db: Database, settings: Settings, report: RunReport, timer: _Timer, progress: ProgressFactory
 ) -> Related:
     entries = _read(db, settings, report, timer)
-    cached = _read_token_cache(db, settings, timer)
+    cached = read_token_cache(db, settings, timer)
     related = compute_related(entries, settings, cached=cached, progress=progress, timer=timer)
     _report_related(report, related, settings)
     return related
@@ -400,7 +400,7 @@ def _locked_run(
             log.info("%s; use --force to run anyway", report.skipped)
             return
         id_type = entries.id_type
-        cached = _read_token_cache(db, settings, timer)
+        cached = read_token_cache(db, settings, timer)
         counts = count_terms(entries, settings, cached=cached, progress=progress, timer=timer)
         # From here on no stage needs the entries' text: let it go (~1 GB at 100k entries).
         del entries, cached
@@ -441,13 +441,15 @@ def return_free_memory() -> None:
         pass
 
 
-def _read_token_cache(db: Database, settings: Settings, timer: _Timer) -> CachedTokens | None:
+def read_token_cache(
+    db: Database, settings: Settings, timer: _Timer | None = None
+) -> CachedTokens | None:
     """The token cache, empty on the first run; None when switched off. A cache that cannot
     be read (no SELECT privilege, say) costs speed, not the run: it is reported and skipped."""
     if not settings.run.token_cache:
         return None
     table = settings.output.token_cache_table
-    with timer.stage("cache_read"):
+    with (timer or _Timer({})).stage("cache_read"):
         try:
             return db.read_token_cache(table) or CachedTokens.empty()
         except DatabaseError as exc:

@@ -225,3 +225,21 @@ def test_library_settings_switch_the_cache_off(sample_sqlite):
     assert report.cache_hits == 0 and "cache_write" not in report.seconds
     with connect(sample_sqlite) as db:
         assert db.read_token_cache("related_token_cache") is None
+
+
+def test_eval_and_explain_read_the_cache_and_agree_with_the_run(invoke, sample_sqlite, tmp_path):
+    flags = ("--database-url", sample_sqlite, "--source-where", "published = 1")
+    assert invoke("run", *flags).exit_code == 0
+    (a, b, score, _), *_ = sqlite_sql(
+        sample_sqlite, "SELECT entry_id, related_entry_id, score, rank FROM related_entries"
+    )
+    rows_before = sqlite_sql(sample_sqlite, "SELECT count(*) FROM related_token_cache")
+    explained = json.loads(invoke("explain", str(a), str(b), *flags, "--format", "json").stdout)
+    assert abs(explained["score"] - score) < 1e-12
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({str(a): [b]}), encoding="utf-8")
+    stored = invoke("eval", "--truth", str(truth), *flags, "--format", "json")
+    fresh = invoke("eval", "--truth", str(truth), *flags, "--dry-run", "--format", "json")
+    assert json.loads(stored.stdout) == json.loads(fresh.stdout)
+    # Both only read it.
+    assert sqlite_sql(sample_sqlite, "SELECT count(*) FROM related_token_cache") == rows_before

@@ -315,16 +315,19 @@ class PostgresDatabase(Database):
         if self._columns_of(table) is None or self._columns_of(terms_table) is None:
             return None
         try:
-            terms = self.conn.execute(
-                sql.SQL("SELECT term_id, term FROM {} ORDER BY term_id").format(
-                    table_identifier(terms_table)
-                )
-            ).fetchall()
-            # Binary results: bytea arrives as raw bytes instead of hex text to decode.
+            # One snapshot for both tables: a run rewriting the cache meanwhile (dry runs,
+            # eval and explain take no lock) must not pair new ids with old terms.
             with (
                 self.conn.transaction(),
                 self.conn.cursor(name="related_token_cache", binary=True) as cursor,
             ):
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                terms = self.conn.execute(
+                    sql.SQL("SELECT term_id, term FROM {} ORDER BY term_id").format(
+                        table_identifier(terms_table)
+                    )
+                ).fetchall()
+                # Binary results: bytea arrives as raw bytes instead of hex text to decode.
                 cursor.itersize = 5000
                 cursor.execute(
                     sql.SQL("SELECT key, term_ids, counts FROM {}").format(table_identifier(table))

@@ -223,11 +223,18 @@ class SQLiteDatabase(Database):
         if self._columns_of(table) is None or self._columns_of(terms_table) is None:
             return None
         try:
-            terms = self.conn.execute(
-                f"SELECT term_id, term FROM {quote(terms_table)} ORDER BY term_id"
-            ).fetchall()
-            rows = self.conn.execute(f"SELECT key, term_ids, counts FROM {quote(table)}")
-            cached = {key: (ids, counts) for key, ids, counts in rows}
+            # One read transaction, so both tables come from the same state: a run rewriting
+            # the cache meanwhile (dry runs, eval and explain take no lock) must not pair new
+            # ids with old terms.
+            self.conn.execute("BEGIN")
+            try:
+                terms = self.conn.execute(
+                    f"SELECT term_id, term FROM {quote(terms_table)} ORDER BY term_id"
+                ).fetchall()
+                rows = self.conn.execute(f"SELECT key, term_ids, counts FROM {quote(table)}")
+                cached = {key: (ids, counts) for key, ids, counts in rows}
+            finally:
+                self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise DatabaseError(f"Reading the token cache {table!r} failed: {exc}.") from None
         return cached_tokens(terms, cached)
