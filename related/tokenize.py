@@ -25,7 +25,7 @@ import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from related.config import TokenizerSettings
 from related.entries import Entry
@@ -376,7 +376,34 @@ def _map_chunks(
     # The pool inherits nothing it needs: each worker makes its own Tokenizer, so fork, spawn
     # and forkserver all work and no MeCab tagger crosses a process boundary.
     with _pool_context().Pool(workers, initializer=_start_worker, initargs=(settings,)) as pool:
-        yield from pool.imap(functools.partial(_in_worker, work), chunks)
+        encoded = (list(map(_encoded, chunk)) for chunk in chunks)  # encoded as they are sent
+        yield from pool.imap(functools.partial(_in_worker, work), encoded)
+
+
+# Entries travel to the workers with their text as UTF-8 bytes, not str. Pickling a str
+# makes CPython cache a UTF-8 copy inside that str object for as long as it lives, so sending
+# the entries themselves would keep a second copy of all their text in this process (measured:
+# +0.6 GB at 100k entries); bytes made here are freed once sent.
+_EncodedEntry = tuple[Any, bytes, bytes, tuple[str, ...], "bytes | None"]
+
+
+def _encoded(entry: Entry) -> _EncodedEntry:
+    def utf8(text: str) -> bytes:
+        return text.encode("utf-8", "surrogatepass")
+
+    category = utf8(entry.category) if entry.category is not None else None
+    return (entry.id, utf8(entry.title), utf8(entry.body), entry.tags, category)
+
+
+def _decoded(encoded: _EncodedEntry) -> Entry:
+    entry_id, title, body, tags, category = encoded
+    return Entry(
+        id=entry_id,
+        title=title.decode("utf-8", "surrogatepass"),
+        body=body.decode("utf-8", "surrogatepass"),
+        tags=tags,
+        category=category.decode("utf-8", "surrogatepass") if category is not None else None,
+    )
 
 
 def _counters(tokenizer: Tokenizer, entries: list[Entry]) -> list[Counter[str]]:
@@ -423,9 +450,9 @@ def _start_worker(settings: TokenizerSettings) -> None:
     _worker_tokenizer = Tokenizer(settings)
 
 
-def _in_worker(work: Callable[[Tokenizer, list[Entry]], T], entries: list[Entry]) -> T:
+def _in_worker(work: Callable[[Tokenizer, list[Entry]], T], encoded: list[_EncodedEntry]) -> T:
     assert _worker_tokenizer is not None, "worker started without _start_worker"
-    return work(_worker_tokenizer, entries)
+    return work(_worker_tokenizer, [_decoded(entry) for entry in encoded])
 
 
 def _chunks(text: str, size: int) -> Iterator[str]:

@@ -1,4 +1,5 @@
 import multiprocessing
+import sys
 from collections import Counter
 
 import numpy as np
@@ -175,3 +176,14 @@ def test_whole_words_are_never_split():
     assert sorted(found) == sorted(["機械学習", "google cloud", "google", "go", "機械", "学習"])
     plain = Tokenizer(TokenizerSettings()).terms("機械学習をGoogle Cloudで試す")
     assert "機械学習" not in plain and {"機械", "学習", "google", "cloud"} <= set(plain)
+
+
+def test_workers_leave_no_utf8_copy_of_the_text_behind():
+    # Pickling a str makes CPython keep a UTF-8 copy inside it (sys.getsizeof shows it): sent
+    # as is, every entry's text would stay in memory twice for the whole run.
+    bodies = ["".join(["焙煎したコーヒー豆を挽く。"] * 50 + [str(i)]) for i in range(8)]
+    sizes = [sys.getsizeof(body) for body in bodies]
+    entries = [Entry(i, f"題{i}", body) for i, body in enumerate(bodies)]
+    matrix, _ = count_entries(entries, TokenizerSettings(), workers=2, chunk_size=2)
+    assert matrix.nnz > 0
+    assert [sys.getsizeof(body) for body in bodies] == sizes
