@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from related.diff import ResultsDiff, diff_results
 from related.entries import Entries, Entry, EntryId
 from related.errors import DatabaseError
 from related.fingerprint import input_fingerprint, settings_fingerprint
+from related.memory import return_free_memory
 from related.progress import NoProgress, ProgressFactory
 
 if TYPE_CHECKING:
@@ -116,23 +116,48 @@ def count_terms(
     With title_share, each title is also counted alone, as one more document (an entry with
     only a body, the title): same workers, same cache, same columns.
     """
+    return _count_handed_over(
+        [entries], settings, cached=cached, release=False, progress=progress, timer=timer
+    )
+
+
+def _count_handed_over(
+    handed_over: list[Entries],
+    settings: Settings,
+    *,
+    cached: CachedTokens | None,
+    release: bool,
+    progress: ProgressFactory,
+    timer: _Timer | None,
+) -> TermCounts:
+    """count_terms for entries passed in a one-item list that this function empties: with
+    ``release``, the caller holds no other reference, so each entry's text is freed as soon as
+    the tokeniser has taken it (with the token cache; see count_entries_cached)."""
     # Imported here, not at the top: numpy, scipy and MeCab cost ~0.3 s to import, and a run
     # that is skipped because nothing changed never needs them.
     from related.token_cache import count_entries_cached
     from related.tokenize import count_entries
 
     timer = timer or _Timer({})
-    documents: tuple[Entry, ...] = entries.items
+    entries = handed_over.pop()
+    n, ids = len(entries), entries.ids
+    documents: list[Entry | None] = list(entries.items)
     hashes: tuple[bytes, ...] = entries.content_hashes
     if settings.vectors.title_share:
         titles = tuple(Entry(entry.id, "", entry.title) for entry in entries.items)
-        documents += titles
+        documents.extend(titles)
         hashes += tuple(title.content_hash() for title in titles)
+        del titles
+    del entries  # from here on `documents` holds the only references to the entries
+    n_documents = len(documents)
     hits, update = 0, None
-    with timer.stage("tokenize"), progress("tokenize", len(documents)) as bar:
+    with timer.stage("tokenize"), progress("tokenize", n_documents) as bar:
         if cached is None:
             matrix, terms = count_entries(
-                documents, settings.tokenizer, workers=settings.run.workers, on_entries=bar.advance
+                documents,  # type: ignore[arg-type]  # no None before it is consumed
+                settings.tokenizer,
+                workers=settings.run.workers,
+                on_entries=bar.advance,
             )
         else:
             found = count_entries_cached(
@@ -140,19 +165,18 @@ def count_terms(
                 settings.tokenizer,
                 cached,
                 content_hashes=hashes,
+                release=release,
                 workers=settings.run.workers,
                 on_entries=bar.advance,
             )
             matrix, terms, update = found.matrix, found.terms, found.update
-            n = len(entries)
             hits = n - sum(1 for row in found.tokenised if row < n)  # entries, not titles
             log.info("token cache: %d entries cached, %d tokenised", hits, n - hits)
-    n = len(entries)
     counts = TermCounts(
         matrix=row_range(matrix, 0, n),
         terms=terms,
-        ids=entries.ids,
-        title_matrix=row_range(matrix, n, len(documents)) if len(documents) > n else None,
+        ids=ids,
+        title_matrix=row_range(matrix, n, n_documents) if n_documents > n else None,
         cache_hits=hits,
         cache_update=update,
     )
@@ -163,7 +187,7 @@ def count_terms(
             "no related entries: %s",
             len(empty_rows),
             "y" if len(empty_rows) == 1 else "ies",
-            ", ".join(repr(entries.items[i].id) for i in empty_rows[:5])
+            ", ".join(repr(ids[i]) for i in empty_rows[:5])
             + (" ..." if len(empty_rows) > 5 else ""),
         )
     return counts
@@ -401,9 +425,14 @@ def _locked_run(
             return
         id_type = entries.id_type
         cached = read_token_cache(db, settings, timer)
-        counts = count_terms(entries, settings, cached=cached, progress=progress, timer=timer)
-        # From here on no stage needs the entries' text: let it go (~1 GB at 100k entries).
-        del entries, cached
+        # Handed over: the tokenising stage frees each entry's text once it has taken it, and
+        # no later stage needs the text (~1 GB at 100k entries).
+        handed_over = [entries]
+        del entries
+        counts = _count_handed_over(
+            handed_over, settings, cached=cached, release=True, progress=progress, timer=timer
+        )
+        del cached
         return_free_memory()
         # Written now, not after the results: it frees its memory before the neighbour search,
         # and a run that fails later still leaves the next one less to tokenise. Its rows are
@@ -425,20 +454,6 @@ def _locked_run(
         with contextlib.suppress(Exception):  # the connection itself may be what failed
             db.finish_run(outcome(status, scrub(str(exc) or type(exc).__name__, db.url)))
         raise
-
-
-def return_free_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc only; elsewhere nothing happens).
-
-    The entries' text is ~100k strings of a few KB, allocated between longer-lived objects:
-    freed, those pages stay in the process (measured: 0.90 of 0.95 GB at 100k entries) and
-    the matrices built next go to fresh pages, so the peak would count the text twice.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def read_token_cache(

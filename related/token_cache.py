@@ -29,7 +29,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -40,6 +40,7 @@ from related import __version__
 from related.config import TokenizerSettings
 from related.db import CachedTokens, TokenCacheUpdate
 from related.entries import Entry
+from related.memory import return_free_memory
 from related.tokenize import WORKER_CHUNK, packed_count_chunks, user_dictionary_digest
 
 log = logging.getLogger("related")
@@ -52,6 +53,9 @@ _COUNTS_EXACT = (np.dtype("<f4"), np.dtype("<f8"))
 # everything from the current entries alone.
 _REWRITE_WHEN_TERMS_EXCEED = 2.0
 _REWRITE_MIN_TERMS = 10_000
+# With ``release``, freed text is handed back to the OS every this many chunks of entries
+# (~13,000 entries; one malloc_trim takes milliseconds).
+_TRIM_EVERY_CHUNKS = 200
 
 
 @dataclass(frozen=True)
@@ -97,23 +101,29 @@ def encode_counts(term_ids: np.ndarray, counts: np.ndarray) -> tuple[bytes, byte
     )
 
 
-def decode_counts(ids_blob: bytes, counts_blob: bytes) -> tuple[np.ndarray, np.ndarray] | None:
-    """The arrays of a row, or None if the blobs do not fit together (never trusted blindly)."""
+def decode_counts(
+    ids_blob: bytes, counts_blob: bytes, *, n_terms: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The arrays of a row, or None if the blobs do not fit together or name a term id
+    outside 0..n_terms-1 (a cache row is never trusted blindly)."""
     if len(ids_blob) % _IDS.itemsize:
         return None
-    n = len(ids_blob) // _IDS.itemsize
+    ids = np.frombuffer(ids_blob, _IDS)
+    if ids.size and ids.view(np.uint32).max() >= n_terms:  # negative ids wrap around: caught
+        return None
     for dtype in _COUNTS_EXACT:
-        if len(counts_blob) == n * dtype.itemsize:
-            return np.frombuffer(ids_blob, _IDS), np.frombuffer(counts_blob, dtype)
+        if len(counts_blob) == ids.size * dtype.itemsize:
+            return ids, np.frombuffer(counts_blob, dtype)
     return None
 
 
 def count_entries_cached(
-    entries: Sequence[Entry],
+    entries: Sequence[Entry] | list[Entry | None],
     settings: TokenizerSettings,
     cached: CachedTokens,
     *,
     content_hashes: Sequence[bytes] | None = None,
+    release: bool = False,
     workers: int = 1,
     on_entries: Callable[[int], None] | None = None,
     chunk_size: int = WORKER_CHUNK,
@@ -122,10 +132,13 @@ def count_entries_cached(
 
     Equal to ``tokenize.count_entries(entries, settings)``, value for value.
     ``content_hashes`` (``Entry.content_hash()`` of each entry) saves hashing them again.
+    ``release``: ``entries`` is a list handed over to this function, which replaces each entry
+    by None as soon as its counts are known or it is on its way to a worker, so the text of
+    all entries is never held next to all their counts (0.95 GB at 100k entries).
     """
     advance = on_entries or (lambda n: None)
     if content_hashes is None:
-        content_hashes = [entry.content_hash() for entry in entries]
+        content_hashes = [entry.content_hash() for entry in entries if entry is not None]
     keys = entry_keys(content_hashes, settings)
     term_id = {term: i for i, term in enumerate(cached.terms)}
     row_ids: list[np.ndarray] = [_NO_IDS] * len(keys)
@@ -134,13 +147,15 @@ def count_entries_cached(
     broken: set[bytes] = set()  # rows in the cache that do not decode: replaced
     for row, key in enumerate(keys):
         blob = cached.rows.get(key)
-        decoded = decode_counts(*blob) if blob is not None else None
+        decoded = decode_counts(*blob, n_terms=len(cached.terms)) if blob is not None else None
         if decoded is None:
             missing.setdefault(key, []).append(row)
             if blob is not None:
                 broken.add(key)
         else:
             row_ids[row], row_counts[row] = decoded
+            if release:
+                entries[row] = None  # type: ignore[index]
     misses = sum(len(rows) for rows in missing.values())
     advance(len(keys) - misses)
 
@@ -149,10 +164,21 @@ def count_entries_cached(
     rewrite = not cached.terms
     new_terms: list[tuple[int, str]] = []
     new_rows: list[tuple[bytes, bytes, bytes]] = []
-    to_tokenise = [(key, entries[rows[0]]) for key, rows in missing.items()]
+    to_tokenise = list(missing)  # one entry per distinct content, in order
+
+    def pending() -> Iterator[Entry]:
+        for key in to_tokenise:
+            rows = missing[key]
+            entry = entries[rows[0]]
+            assert entry is not None
+            if release:
+                for row in rows:
+                    entries[row] = None  # type: ignore[index]
+            yield entry
+
     done = 0
     for chunk_terms, lengths, ids, values in packed_count_chunks(
-        [entry for _, entry in to_tokenise], settings, workers=workers, chunk_size=chunk_size
+        pending(), settings, count=len(to_tokenise), workers=workers, chunk_size=chunk_size
     ):
         to_cache_id = np.empty(len(chunk_terms), dtype=_IDS)  # int32: a third of the memory
         for local, term in enumerate(chunk_terms):
@@ -164,29 +190,22 @@ def count_entries_cached(
         ends = np.cumsum(lengths)
         for j, end in enumerate(ends.tolist()):
             start = end - int(lengths[j])
-            key, _ = to_tokenise[done + j]
+            key = to_tokenise[done + j]
             entry_ids, entry_counts = to_cache_id[ids[start:end]], values[start:end]
             if not rewrite:
                 new_rows.append((key, *encode_counts(entry_ids, entry_counts)))
             for row in missing[key]:
                 row_ids[row], row_counts[row] = entry_ids, entry_counts
         done += len(lengths)
-        advance(sum(len(missing[to_tokenise[i][0]]) for i in range(done - len(lengths), done)))
+        advance(sum(len(missing[to_tokenise[i]]) for i in range(done - len(lengths), done)))
+        if release and done // chunk_size % _TRIM_EVERY_CHUNKS == 0:
+            return_free_memory()  # the text of the entries sent so far, before it piles up
+    if release:
+        return_free_memory()  # all the text, before the matrix below needs fresh pages
 
     all_terms = [*cached.terms, *(term for _, term in new_terms)]
     matrix, terms, used = _matrix_from_rows(row_ids, row_counts, all_terms)
     del row_ids, row_counts  # views into the cached blobs and tokeniser output: now copied
-    if matrix is None:
-        log.warning("token cache: a row refers to an unknown term id; tokenising everything again")
-        return count_entries_cached(
-            entries,
-            settings,
-            CachedTokens.empty(),
-            content_hashes=content_hashes,
-            workers=workers,
-            on_entries=on_entries,
-            chunk_size=chunk_size,
-        )
     current = set(keys)
     stale = [key for key in cached.rows if key not in current or key in broken]
     # Rewriting also clears whatever rows a damaged cache still had.
@@ -211,9 +230,9 @@ _NO_COUNTS = np.zeros(0, dtype=np.float64)
 
 def _matrix_from_rows(
     row_ids: Sequence[np.ndarray], row_counts: Sequence[np.ndarray], terms_by_id: Sequence[str]
-) -> tuple[sp.csr_matrix | None, list[str], int]:
-    """CSR matrix with columns in sorted term order, as count_entries builds it; None if an
-    id has no term. Also returns the number of distinct terms used."""
+) -> tuple[sp.csr_matrix, list[str], int]:
+    """CSR matrix with columns in sorted term order, as count_entries builds it (every id
+    already checked by decode_counts). Also returns the number of distinct terms used."""
     n_rows = len(row_ids)
     lengths = np.fromiter((len(a) for a in row_ids), dtype=np.int64, count=n_rows)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
@@ -222,8 +241,6 @@ def _matrix_from_rows(
     # every extra int64 copy would cost 150 MB at the run's peak.
     ids = np.concatenate(row_ids, dtype=np.int32) if n_rows else np.zeros(0, np.int32)
     counts = np.concatenate(row_counts, dtype=np.float64) if n_rows else np.zeros(0, np.float64)
-    if ids.size and (ids.min() < 0 or ids.max() >= len(terms_by_id)):
-        return None, [], 0
     used_ids = np.flatnonzero(np.bincount(ids, minlength=len(terms_by_id)))
     used_terms = [terms_by_id[i] for i in used_ids.tolist()]
     order = sorted(range(len(used_terms)), key=used_terms.__getitem__)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import multiprocessing
 import os
 import re
@@ -295,7 +296,7 @@ def count_entries(
     vocabulary: dict[str, int] = {}  # term -> id, in order of first appearance
     lengths, ids, values = [], [], []
     for chunk_terms, chunk_lengths, chunk_ids, chunk_values in packed_count_chunks(
-        entries, settings, workers=workers, chunk_size=chunk_size
+        entries, settings, count=len(entries), workers=workers, chunk_size=chunk_size
     ):
         to_global = np.fromiter(
             (vocabulary.setdefault(t, len(vocabulary)) for t in chunk_terms),
@@ -326,16 +327,21 @@ def count_entries(
 
 
 def packed_count_chunks(
-    entries: Sequence[Entry],
+    entries: Iterable[Entry],
     settings: TokenizerSettings,
     *,
+    count: int,
     workers: int = 1,
     chunk_size: int = WORKER_CHUNK,
 ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
     """Each chunk's counts, in order, as (terms, terms per entry, term ids, values): the
-    entries' rows one after the other, term ids indexing the chunk's own term list."""
-    workers = _check_workers(workers, chunk_size, len(entries))
-    yield from _map_chunks(_packed_counts, list(entries), settings, workers, chunk_size)
+    entries' rows one after the other, term ids indexing the chunk's own term list.
+
+    ``entries`` (``count`` of them) is read lazily, a chunk at a time as workers take them,
+    so a caller can hand over entries it lets go of as they are read.
+    """
+    workers = _check_workers(workers, chunk_size, count)
+    yield from _map_chunks(_packed_counts, entries, settings, workers, chunk_size)
 
 
 def _check_workers(workers: int, chunk_size: int, n_entries: int) -> int:
@@ -361,13 +367,14 @@ def _progress(
 
 def _map_chunks(
     work: Callable[[Tokenizer, list[Entry]], T],
-    entries: list[Entry],
+    entries: Iterable[Entry],
     settings: TokenizerSettings,
     workers: int,
     chunk_size: int,
 ) -> Iterator[T]:
-    """``work(tokenizer, chunk)`` for each chunk of entries, in order, in ``workers`` processes."""
-    chunks = [entries[i : i + chunk_size] for i in range(0, len(entries), chunk_size)]
+    """``work(tokenizer, chunk)`` for each chunk of entries, in order, in ``workers`` processes.
+    Chunks are cut lazily: no list of every entry is built here."""
+    chunks = _batches(entries, chunk_size)
     if workers <= 1:
         tokenizer = Tokenizer(settings)
         for chunk in chunks:
@@ -404,6 +411,12 @@ def _decoded(encoded: _EncodedEntry) -> Entry:
         tags=tags,
         category=category.decode("utf-8", "surrogatepass") if category is not None else None,
     )
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def _counters(tokenizer: Tokenizer, entries: list[Entry]) -> list[Counter[str]]:

@@ -108,14 +108,30 @@ def test_rows_that_do_not_decode_are_tokenised_again():
     assert (again.hits, again.misses) == (9, 1)
     assert key in again.update.stale_keys and key in {r[0] for r in again.update.new_rows}
     assert_same_matrix(again.matrix, first.matrix)
-    # A row pointing at a term id the terms table lacks: everything is tokenised again.
+    # A row pointing at a term id the terms table lacks: that entry is tokenised again.
     out_of_range = np.array([len(cache.terms) + 5], dtype="<i4").tobytes()
     broken = CachedTokens(
         terms=cache.terms, rows={**cache.rows, key: (out_of_range, np.ones(1, "<f4").tobytes())}
     )
     rebuilt = count_entries_cached(entries.items, TokenizerSettings(), broken)
-    assert rebuilt.hits == 0 and rebuilt.update.rewrite
+    assert (rebuilt.hits, rebuilt.misses) == (9, 1) and key in rebuilt.update.stale_keys
     assert_same_matrix(rebuilt.matrix, first.matrix)
+
+
+def test_released_entries_are_let_go_and_counted_the_same():
+    entries = corpus(30)
+    expected = count_entries_cached(entries.items, TokenizerSettings(), CachedTokens.empty())
+    half = CachedTokens(
+        terms=as_cache(expected.update).terms,
+        rows=dict(list(as_cache(expected.update).rows.items())[::2]),
+    )
+    handed = list(entries.items)
+    found = count_entries_cached(
+        handed, TokenizerSettings(), half, release=True, workers=2, chunk_size=4
+    )
+    assert handed == [None] * len(entries)
+    assert found.hits == 15 and found.misses == 15
+    assert_same_matrix(found.matrix, expected.matrix)
 
 
 def test_counts_are_stored_as_float32_only_when_exact():
@@ -125,10 +141,13 @@ def test_counts_are_stored_as_float32_only_when_exact():
     for counts, size in ((whole, 4), (fractional, 8)):
         ids_blob, counts_blob = encode_counts(ids, counts)
         assert len(counts_blob) == 3 * size
-        decoded_ids, decoded = decode_counts(ids_blob, counts_blob)
+        decoded_ids, decoded = decode_counts(ids_blob, counts_blob, n_terms=4)
         assert decoded_ids.tolist() == [3, 1, 2] and np.array_equal(decoded, counts)
-    assert decode_counts(b"\x00" * 5, b"") is None
-    assert decode_counts(b"\x00" * 8, b"\x00" * 12) is None
+        assert decode_counts(ids_blob, counts_blob, n_terms=3) is None  # id 3 unknown
+    negative = np.array([-1], dtype="<i4").tobytes()
+    assert decode_counts(negative, np.ones(1, "<f4").tobytes(), n_terms=10) is None
+    assert decode_counts(b"\x00" * 5, b"", n_terms=10) is None
+    assert decode_counts(b"\x00" * 8, b"\x00" * 12, n_terms=10) is None
 
 
 # -- end to end, through the CLI, on both databases ---------------------------------------------
