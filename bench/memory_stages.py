@@ -1,6 +1,7 @@
 """Peak memory of each stage of one `related run`, in-process.
 
     .venv/bin/python bench/memory_stages.py 100000      # ~5 min on 2 cores
+    .venv/bin/python bench/memory_stages.py 100000 --no-token-cache
 
 Copies the bench corpus (bench/gen_corpus.py) to a scratch SQLite file and runs
 ``related.pipeline.run_job`` once (a first run: empty token cache) with the default settings.
@@ -11,7 +12,9 @@ work done outside any timed stage. Linux only.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -39,7 +42,7 @@ def reset_peak() -> None:
         fh.write("5")
 
 
-def main(n: int) -> None:
+def main(n: int, *, token_cache: bool) -> None:
     corpus = ROOT / "bench" / ".cache" / f"corpus-{n}-s1.db"
     if not corpus.exists():
         subprocess.run([sys.executable, str(ROOT / "bench" / "gen_corpus.py"), str(n)], check=True)
@@ -61,10 +64,15 @@ def main(n: int) -> None:
         pipeline._Timer.stage = measured_stage  # type: ignore[method-assign]
         try:
             reset_peak()
-            report = pipeline.run_job(Settings(database_url=f"sqlite:///{database}"))
+            settings = Settings(database_url=f"sqlite:///{database}")
+            settings = dataclasses.replace(
+                settings, run=dataclasses.replace(settings.run, token_cache=token_cache)
+            )
+            report = pipeline.run_job(settings)
         finally:
             pipeline._Timer.stage = timed_stage  # type: ignore[method-assign]
-    print(f"{n:,} entries, default settings, first run; seconds: {report.seconds}")
+    cache = "token cache on" if token_cache else "token cache off"
+    print(f"{n:,} entries, default settings ({cache}), first run; seconds: {report.seconds}")
     print("| stage | peak RSS GB | RSS at end GB |")
     print("|---|---:|---:|")
     for name, peak, rss in peaks:
@@ -73,4 +81,8 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("entries", type=int, nargs="?", default=10000)
+    parser.add_argument("--no-token-cache", dest="token_cache", action="store_false")
+    args = parser.parse_args()
+    main(args.entries, token_cache=args.token_cache)

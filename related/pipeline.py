@@ -132,11 +132,10 @@ def _count_handed_over(
 ) -> TermCounts:
     """count_terms for entries passed in a one-item list that this function empties: with
     ``release``, the caller holds no other reference, so each entry's text is freed as soon as
-    the tokeniser has taken it (with the token cache; see count_entries_cached)."""
+    the tokeniser has taken it (see count_entries_cached)."""
     # Imported here, not at the top: numpy, scipy and MeCab cost ~0.3 s to import, and a run
     # that is skipped because nothing changed never needs them.
     from related.token_cache import count_entries_cached
-    from related.tokenize import count_entries
 
     timer = timer or _Timer({})
     entries = handed_over.pop()
@@ -152,24 +151,21 @@ def _count_handed_over(
     n_documents = len(documents)
     hits, update = 0, None
     with timer.stage("tokenize"), progress("tokenize", n_documents) as bar:
-        if cached is None:
-            matrix, terms = count_entries(
-                documents,  # type: ignore[arg-type]  # no None before it is consumed
-                settings.tokenizer,
-                workers=settings.run.workers,
-                on_entries=bar.advance,
-            )
-        else:
-            found = count_entries_cached(
-                documents,
-                settings.tokenizer,
-                cached,
-                content_hashes=hashes,
-                release=release,
-                workers=settings.run.workers,
-                on_entries=bar.advance,
-            )
-            matrix, terms, update = found.matrix, found.terms, found.update
+        # Without the token cache too: the same counting, from an empty cache that is never
+        # written, so the text is released the same way.
+        found = count_entries_cached(
+            documents,
+            settings.tokenizer,
+            cached if cached is not None else CachedTokens.empty(),
+            content_hashes=hashes,
+            release=release,
+            want_update=cached is not None,
+            workers=settings.run.workers,
+            on_entries=bar.advance,
+        )
+        matrix, terms = found.matrix, found.terms
+        if cached is not None:
+            update = found.update
             hits = n - sum(1 for row in found.tokenised if row < n)  # entries, not titles
             log.info("token cache: %d entries cached, %d tokenised", hits, n - hits)
     counts = TermCounts(

@@ -124,6 +124,7 @@ def count_entries_cached(
     *,
     content_hashes: Sequence[bytes] | None = None,
     release: bool = False,
+    want_update: bool = True,
     workers: int = 1,
     on_entries: Callable[[int], None] | None = None,
     chunk_size: int = WORKER_CHUNK,
@@ -135,6 +136,7 @@ def count_entries_cached(
     ``release``: ``entries`` is a list handed over to this function, which replaces each entry
     by None as soon as its counts are known or it is on its way to a worker, so the text of
     all entries is never held next to all their counts (0.95 GB at 100k entries).
+    ``want_update=False``: no cache will be written (token_cache = false), so none is built.
     """
     advance = on_entries or (lambda n: None)
     if content_hashes is None:
@@ -210,7 +212,9 @@ def count_entries_cached(
     stale = [key for key in cached.rows if key not in current or key in broken]
     # Rewriting also clears whatever rows a damaged cache still had.
     bloated = len(all_terms) > max(_REWRITE_MIN_TERMS, _REWRITE_WHEN_TERMS_EXCEED * used)
-    if rewrite or bloated:
+    if not want_update:
+        update = TokenCacheUpdate(new_terms=[], new_rows=[], stale_keys=[])
+    elif rewrite or bloated:
         update = _rewrite(matrix, terms, keys)
     else:
         update = TokenCacheUpdate(new_terms=new_terms, new_rows=new_rows, stale_keys=stale)

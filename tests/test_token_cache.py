@@ -262,3 +262,13 @@ def test_eval_and_explain_read_the_cache_and_agree_with_the_run(invoke, sample_s
     assert json.loads(stored.stdout) == json.loads(fresh.stdout)
     # Both only read it.
     assert sqlite_sql(sample_sqlite, "SELECT count(*) FROM related_token_cache") == rows_before
+
+
+def test_without_an_update_nothing_is_encoded_and_the_counts_are_the_same():
+    entries = corpus(20)
+    expected, terms = count_entries(entries.items, TokenizerSettings())
+    found = count_entries_cached(
+        entries.items, TokenizerSettings(), CachedTokens.empty(), want_update=False
+    )
+    assert found.terms == terms and found.update.empty
+    assert_same_matrix(found.matrix, expected)
