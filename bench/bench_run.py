@@ -286,7 +286,7 @@ MEMORY_CASES = ("Counters + build_tfidf", "count_entries + tfidf_from_counts")
 
 def memory_case(name: str, corpus: str, out_path: str, workers: str) -> None:
     """Child process: read the entries, tokenise and weight them one way, report VmHWM."""
-    from related.tokenize import count_entries
+    from related.token_cache import count_entries
     from related.vectorize import tfidf_from_counts
 
     with connect(f"sqlite:///{corpus}") as db:

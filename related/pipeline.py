@@ -217,7 +217,7 @@ def weigh_terms(
     timer = timer or _Timer({})
     with timer.stage("vectorize"):
         tfidf = tfidf_from_counts(counts.matrix, counts.terms, settings.vectors)
-        if settings.vectors.title_share and counts.title_matrix is not None:
+        if counts.title_matrix is not None:  # counted only when title_share is set
             tfidf = add_field_vectors(
                 tfidf,
                 counts.title_matrix,

@@ -19,8 +19,9 @@ term ids (int32) and counts (float32 when that is exact, else float64) as little
 blobs, about 1.5 KB per 6 KB entry; the terms table maps ids to strings once. Loading 100k
 cached entries is then a few array operations instead of 19 million Python strings.
 
-The matrix built from cached rows is the one ``tokenize.count_entries`` builds (same sorted
-columns, same values), so results equal a run without the cache exactly; tests check that.
+The matrix built from cached rows is the one built without the cache (same sorted columns, same
+values: ``vectorize.count_matrix`` of the per-entry Counters), so results equal a run without
+the cache exactly; tests check that.
 """
 
 from __future__ import annotations
@@ -65,10 +66,16 @@ class CachedCounts:
 
     matrix: sp.csr_matrix
     terms: list[str]
-    hits: int
-    misses: int
     update: TokenCacheUpdate
     tokenised: frozenset[int] = frozenset()  # rows that were not in the cache
+
+    @property
+    def misses(self) -> int:
+        return len(self.tokenised)
+
+    @property
+    def hits(self) -> int:
+        return self.matrix.shape[0] - self.misses
 
 
 def tokenizer_key(settings: TokenizerSettings) -> bytes:
@@ -86,8 +93,7 @@ def tokenizer_key(settings: TokenizerSettings) -> bytes:
 def entry_keys(content_hashes: Sequence[bytes], settings: TokenizerSettings) -> list[bytes]:
     salt = tokenizer_key(settings)
     return [
-        hashlib.blake2b(content, digest_size=16, key=salt[:64]).digest()
-        for content in content_hashes
+        hashlib.blake2b(content, digest_size=16, key=salt).digest() for content in content_hashes
     ]
 
 
@@ -117,6 +123,28 @@ def decode_counts(
     return None
 
 
+def count_entries(
+    entries: Sequence[Entry],
+    settings: TokenizerSettings,
+    *,
+    workers: int = 1,
+    on_entries: Callable[[int], None] | None = None,
+    chunk_size: int = WORKER_CHUNK,
+) -> tuple[sp.csr_matrix, list[str]]:
+    """The count matrix of the entries (rows in the order given) and its sorted terms, without
+    a token cache: ``count_entries_cached`` from an empty cache, keeping nothing to write."""
+    found = count_entries_cached(
+        entries,
+        settings,
+        CachedTokens.empty(),
+        want_update=False,
+        workers=workers,
+        on_entries=on_entries,
+        chunk_size=chunk_size,
+    )
+    return found.matrix, found.terms
+
+
 def count_entries_cached(
     entries: Sequence[Entry] | list[Entry | None],
     settings: TokenizerSettings,
@@ -131,7 +159,7 @@ def count_entries_cached(
 ) -> CachedCounts:
     """The count matrix of ``entries``, tokenising only those whose key is not in ``cached``.
 
-    Equal to ``tokenize.count_entries(entries, settings)``, value for value.
+    Equal to ``vectorize.count_matrix(tokenize_entries(entries, settings))``, value for value.
     ``content_hashes`` (``Entry.content_hash()`` of each entry) saves hashing them again.
     ``release``: ``entries`` is a list handed over to this function, which replaces each entry
     by None as soon as its counts are known or it is on its way to a worker, so the text of
@@ -221,8 +249,6 @@ def count_entries_cached(
     return CachedCounts(
         matrix=matrix,
         terms=terms,
-        hits=len(keys) - misses,
-        misses=misses,
         update=update,
         tokenised=frozenset(row for rows in missing.values() for row in rows),
     )
@@ -235,7 +261,7 @@ _NO_COUNTS = np.zeros(0, dtype=np.float64)
 def _matrix_from_rows(
     row_ids: Sequence[np.ndarray], row_counts: Sequence[np.ndarray], terms_by_id: Sequence[str]
 ) -> tuple[sp.csr_matrix, list[str], int]:
-    """CSR matrix with columns in sorted term order, as count_entries builds it (every id
+    """CSR matrix with columns in sorted term order, as count_matrix builds it (every id
     already checked by decode_counts). Also returns the number of distinct terms used."""
     n_rows = len(row_ids)
     lengths = np.fromiter((len(a) for a in row_ids), dtype=np.int64, count=n_rows)

@@ -15,7 +15,8 @@ from related.config import Settings, TokenizerSettings
 from related.db import CachedTokens, connect
 from related.entries import Entries, Entry
 from related.token_cache import count_entries_cached, decode_counts, encode_counts
-from related.tokenize import count_entries
+from related.tokenize import tokenize_entries
+from related.vectorize import count_matrix
 from tests.conftest import load_sample_into_postgres
 from tests.corpus import synthetic_entries
 
@@ -27,6 +28,11 @@ def corpus(n: int = 60) -> Entries:
     )
 
 
+def reference_counts(entries) -> tuple:
+    """The count matrix built without the cache machinery: a Counter per entry, stacked."""
+    return count_matrix(tokenize_entries(entries, TokenizerSettings()))
+
+
 def assert_same_matrix(a, b) -> None:
     assert a.shape == b.shape
     assert np.array_equal(a.indptr, b.indptr)
@@ -35,9 +41,9 @@ def assert_same_matrix(a, b) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_counts_from_an_empty_cache_equal_count_entries(workers):
+def test_counts_from_an_empty_cache_equal_counters_stacked(workers):
     entries = corpus()
-    expected, terms = count_entries(entries.items, TokenizerSettings())
+    expected, terms = reference_counts(entries.items)
     found = count_entries_cached(
         entries.items, TokenizerSettings(), CachedTokens.empty(), workers=workers, chunk_size=7
     )
@@ -66,7 +72,7 @@ def test_cached_counts_with_edits_equal_a_fresh_count():
     edited = Entries(items=tuple(items), id_type="INTEGER")
 
     second = count_entries_cached(edited.items, TokenizerSettings(), as_cache(first.update))
-    expected, terms = count_entries(edited.items, TokenizerSettings())
+    expected, terms = reference_counts(edited.items)
     assert second.terms == terms
     assert_same_matrix(second.matrix, expected)
     assert (second.hits, second.misses) == (len(edited) - 3, 3)
@@ -266,7 +272,7 @@ def test_eval_and_explain_read_the_cache_and_agree_with_the_run(invoke, sample_s
 
 def test_without_an_update_nothing_is_encoded_and_the_counts_are_the_same():
     entries = corpus(20)
-    expected, terms = count_entries(entries.items, TokenizerSettings())
+    expected, terms = reference_counts(entries.items)
     found = count_entries_cached(
         entries.items, TokenizerSettings(), CachedTokens.empty(), want_update=False
     )

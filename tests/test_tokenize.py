@@ -8,9 +8,9 @@ import pytest
 import related.tokenize as tokenize_module
 from related.config import TokenizerSettings
 from related.entries import Entry
+from related.token_cache import count_entries
 from related.tokenize import (
     Tokenizer,
-    count_entries,
     kept_surface_pattern,
     normalise_term,
     tokenize_entries,
