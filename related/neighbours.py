@@ -20,8 +20,9 @@ those candidates are scored exactly and ranked. The result equals ranking the fu
 product; tests compare it with a dense reference.
 
 ``pruned``: candidates come from each entry's ``strong_terms`` heaviest terms found in at most
-``max_df`` of the entries; each entry's ``candidates`` best candidates by that partial score are
-scored exactly on all terms and ranked. It skips the common terms' quadratic cost, so it can
+``max_df`` of the entries (a sparse product of those terms only, never an N-wide row per
+entry); each entry's ``candidates`` best candidates by that partial score are scored exactly
+on all terms and ranked. It skips the common terms' quadratic cost, so it can
 miss a neighbour that shares only common terms (recall@10 against ``exact`` is measured in
 bench/). Entries left with fewer than top_k candidates are searched exactly.
 
@@ -42,8 +43,10 @@ from scipy.linalg import blas
 DEFAULT_BLOCK_CELLS = 20_000_000
 # Cells of one float32 block of approximate scores (16 MB), per worker thread.
 FLOAT_BLOCK_CELLS = 4_000_000
-# Candidate pairs scored exactly at a time (~10 MB of gathered rows at 200 terms per row).
+# Candidate pairs scored exactly at a time, from at most PAIR_SOURCES source rows: ~10 MB of
+# gathered target rows at 200 terms per row, and a few MB of the sources' dense rows.
 PAIR_CHUNK = 4096
+PAIR_SOURCES = 64
 MODES = ("exact", "pruned")
 
 # Terms in more than this share of entries are multiplied densely in exact mode. Dense costs
@@ -59,10 +62,12 @@ _BOUND_GROUPS = 64
 class Pruning:
     """How ``pruned`` mode finds candidates (defaults: recall@10 >= 0.98 in bench/)."""
 
-    max_df: float = 0.02  # ignore terms in more than this share of entries for candidates,
+    max_df: float = 0.005  # ignore terms in more than this share of entries for candidates,
     min_ceiling: int = 200  # ... or in more than this many, whichever is larger: on small
-    # corpora a 2% ceiling leaves too few terms (manpages-ja, 924 entries: 18) and the search
-    # is cheap anyway; from 10,000 entries on the share decides.
+    # corpora a share alone leaves too few terms (manpages-ja, 924 entries, at 2%: 18) and the
+    # search is cheap anyway; from 40,000 entries on the share decides. The candidate search
+    # costs about the sum of the kept terms' df squared, so the ceiling sets its growth: at
+    # 100k entries 0.5% costs 1/8 of 2% for recall@10 0.992 instead of 0.997 (bench/).
     strong_terms: int = 60  # per entry, the heaviest remaining terms used for candidates
     candidates: int = 50  # per entry, candidates scored exactly (at least top_k)
 
@@ -254,20 +259,21 @@ class _Search:
 
         def work(block: np.ndarray) -> tuple[np.ndarray, ...]:
             b = len(block)
-            partial = np.empty((b, self.n), dtype=np.float32)
-            (strong[block] @ strong_t).toarray(out=partial)
-            partial[np.arange(b), block] = -np.inf
-            floor = _kth_lower_bound(partial, per_row)
-            hit_rows, targets = np.nonzero((partial >= floor[:, None]) & (partial > 0))
-            order = np.lexsort((targets, -partial[hit_rows, targets], hit_rows))
-            best = order[_rank_within(hit_rows[order]) < per_row]
-            short = block[np.bincount(hit_rows[best], minlength=b) < self.top_k]
+            # Sparse, not a dense b x n block: at a low df ceiling most cells are zero, and
+            # every pass over n columns per row would cost more than the product itself.
+            partial = strong[block] @ strong_t
+            counts = np.diff(partial.indptr)
+            rows = np.repeat(np.arange(b), counts)
+            targets, values = partial.indices, partial.data
+            values[targets == block[rows]] = 0  # an entry is not its own candidate
+            chosen = _best_per_row(partial.indptr, targets, values, per_row)
+            short = block[np.bincount(rows[chosen], minlength=b) < self.top_k]
             # Each row's candidates all come from this block: keep only its top_k now.
-            found = self._scored(block[hit_rows[best]], targets[best])
+            found = self._scored(block[rows[chosen]], targets[chosen])
             return (*_best_pairs(*found, top_k=self.top_k), short)
 
         short = []
-        for *found, few in self._map_blocks(work, np.arange(self.n), self.float_rows, on_rows):
+        for *found, few in self._map_blocks(work, np.arange(self.n), self.block_rows, on_rows):
             short.append(few)
             yield tuple(found)
         fallback = np.concatenate(short)
@@ -281,16 +287,50 @@ class _Search:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exact float64 scores of candidate pairs, filtered by > 0 and min_score."""
         source, target = source.astype(np.int64), target.astype(np.int64)
-        ones = np.ones(self.matrix.shape[1])
         score = np.empty(len(source))
-        # Row-wise products summed in column order: bit for bit scipy's (X @ X.T)[i, j]. In
-        # chunks: each pair gathers two whole rows, so memory grows with the chunk.
-        for start in range(0, len(source), PAIR_CHUNK):
-            part = slice(start, start + PAIR_CHUNK)
-            pairs = self.matrix[source[part]].multiply(self.matrix[target[part]])
-            score[part] = pairs.tocsr() @ ones
+        for part in _pair_chunks(source):
+            score[part] = pair_scores(self.matrix, source[part], target[part])
         keep = (score > 0) & (score >= self.min_score)
         return source[keep], target[keep], score[keep]
+
+
+def pair_scores(matrix: sp.csr_matrix, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``matrix[s] @ matrix[t]`` for each pair, in float64, bit for bit scipy's (X @ X.T)[s, t].
+
+    ``matrix`` must be canonical (sorted, unique column indices). The sources' rows are made
+    dense on the columns they use (plus one zero column for every other term); each target row
+    is then one row of a sparse matrix whose column numbers point into its source's dense row,
+    so a single sparse matrix-vector product gathers, multiplies and sums every pair in C. Each
+    pair's products are summed in the target row's column order starting from 0, as scipy's
+    product sums them in column order; products with the zero column add exact zeros.
+    """
+    sources, local = np.unique(source, return_inverse=True)
+    rows = matrix[sources]
+    columns = np.unique(rows.indices)
+    # Local column of every term: 1.. for the sources' terms, 0 (always zero) for the rest.
+    lookup = np.zeros(matrix.shape[1], dtype=np.int64)
+    lookup[columns] = np.arange(1, len(columns) + 1)
+    width = len(columns) + 1
+    dense = np.zeros((len(sources), width))
+    dense[np.repeat(np.arange(len(sources)), np.diff(rows.indptr)), lookup[rows.indices]] = (
+        rows.data
+    )
+    targets = matrix[target]
+    cells = lookup[targets.indices]
+    cells += np.repeat(local.astype(np.int64) * width, np.diff(targets.indptr))
+    gathered = sp.csr_matrix((targets.data, cells, targets.indptr), shape=(len(target), dense.size))
+    return gathered @ dense.ravel()
+
+
+def _pair_chunks(source: np.ndarray) -> Iterator[np.ndarray]:
+    """Positions of the pairs, grouped by source, at most PAIR_SOURCES sources and PAIR_CHUNK
+    pairs at a time: the sources' dense rows and the gathered target rows stay small."""
+    order = np.argsort(source, kind="stable")
+    ordered = source[order]
+    first_of_source = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    cuts = np.union1d(first_of_source[::PAIR_SOURCES], np.arange(0, len(source), PAIR_CHUNK))
+    for start, stop in zip(cuts, np.r_[cuts[1:], len(source)], strict=True):
+        yield order[start:stop]
 
 
 def _split_columns(matrix: sp.csr_matrix, is_dense: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix]:
@@ -359,6 +399,28 @@ def _rank_within(sorted_source: np.ndarray) -> np.ndarray:
 def _blocks(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
+
+
+def _best_per_row(
+    indptr: np.ndarray, columns: np.ndarray, values: np.ndarray, k: int
+) -> np.ndarray:
+    """Positions of each CSR row's ``k`` largest values > 0 (ties: smaller column first), row
+    by row. A row's values are cut into groups first; the k-th largest group maximum is at
+    most the row's k-th largest value, so only values above it are sorted."""
+    counts = np.diff(indptr)
+    groups = max(_BOUND_GROUPS, 4 * k)
+    floor = np.zeros(len(counts), dtype=values.dtype)
+    big = np.flatnonzero(counts >= groups)  # every group of such a row is non-empty
+    if len(big):
+        # Group starts plus the row's end, so no group runs into the next row's values.
+        bounds = (np.arange(groups + 1) * counts[big][:, None]) // groups + indptr[big][:, None]
+        padded = np.append(values, values.dtype.type(0))  # the last end may be len(values)
+        maxima = np.maximum.reduceat(padded, bounds.ravel()).reshape(len(big), groups + 1)
+        floor[big] = np.partition(maxima[:, :groups], groups - k, axis=1)[:, groups - k]
+    rows = np.repeat(np.arange(len(counts)), counts)
+    above = np.flatnonzero((values > 0) & (values >= floor[rows]))
+    order = np.lexsort((columns[above], -values[above], rows[above]))
+    return above[order[_rank_within(rows[above][order]) < k]]
 
 
 def _kth_lower_bound(approx: np.ndarray, k: int) -> np.ndarray:
