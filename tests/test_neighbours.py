@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from related.neighbours import Pruning, top_k_neighbours, top_k_of_row
+from related.neighbours import (
+    Pruning,
+    _best_per_row,
+    _Search,
+    pair_scores,
+    top_k_neighbours,
+    top_k_of_row,
+)
 from related.vectorize import l2_normalise_rows
 
 
@@ -215,3 +222,40 @@ def test_input_matrix_is_not_modified():
     top_k_neighbours(matrix, top_k=5, mode="pruned")
     top_k_neighbours(matrix, top_k=5)
     assert (matrix != before).nnz == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pair_scores_are_scipys_product_bit_for_bit(seed):
+    # Sources in any order and repeated, pairs sharing no term, more sources than one chunk
+    # takes (PAIR_SOURCES) and more pairs than PAIR_CHUNK: every score must be the very float
+    # scipy's X @ X.T holds, not merely close to it.
+    # Two corpora with disjoint vocabularies, so some pairs share no term at all.
+    blog = zipf_tfidf(seed, n=300, terms=2000, per_row=60, clusters=10)
+    matrix = sp.block_diag([blog, random_tfidf(seed, n=50, terms=100)], format="csr")
+    rng = np.random.default_rng(seed)
+    source = rng.integers(0, 350, size=9000)
+    target = rng.integers(0, 350, size=9000)
+    product = (matrix @ matrix.T).toarray()
+    search = _Search(matrix, top_k=10, min_score=0.0, block_cells=10**6, workers=1)
+    assert np.array_equal(search._raw_scores(source, target), product[source, target])
+    assert np.array_equal(
+        pair_scores(matrix, source[:50], target[:50]), product[source, target][:50]
+    )
+    assert (product[source, target] == 0).any() and (product[source, target] > 0).any()
+
+
+def test_best_per_row_matches_a_sort_of_each_row():
+    rng = np.random.default_rng(5)
+    # Rows shorter and longer than the group count (4 * k = 200), with ties and zeros.
+    lengths = [0, 3, 50, 199, 200, 201, 1000, 5000]
+    columns = np.concatenate([rng.permutation(6000)[:n] for n in lengths]).astype(np.int32)
+    values = np.round(rng.random(len(columns)), 2).astype(np.float32)  # many exact ties
+    values[rng.random(len(values)) < 0.1] = 0
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    chosen = _best_per_row(indptr, columns, values, 50)
+    expected = []
+    for row in range(len(lengths)):
+        span = range(indptr[row], indptr[row + 1])
+        ranked = sorted((-values[p], columns[p], p) for p in span if values[p] > 0)
+        expected.extend(p for _, _, p in ranked[:50])
+    assert chosen.tolist() == expected
