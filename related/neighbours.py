@@ -62,12 +62,13 @@ _BOUND_GROUPS = 64
 class Pruning:
     """How ``pruned`` mode finds candidates (defaults: recall@10 >= 0.98 in bench/)."""
 
-    max_df: float = 0.005  # ignore terms in more than this share of entries for candidates,
+    max_df: float = 0.01  # ignore terms in more than this share of entries for candidates,
     min_ceiling: int = 200  # ... or in more than this many, whichever is larger: on small
     # corpora a share alone leaves too few terms (manpages-ja, 924 entries, at 2%: 18) and the
-    # search is cheap anyway; from 40,000 entries on the share decides. The candidate search
-    # costs about the sum of the kept terms' df squared, so the ceiling sets its growth: at
-    # 100k entries 0.5% costs 1/8 of 2% for recall@10 0.992 instead of 0.997 (bench/).
+    # search is cheap anyway; from 20,000 entries on the share decides. The candidate search
+    # costs about the sum of the kept terms' df squared, so the ceiling sets its cost: at 100k
+    # entries (bench/) 1% costs 0.37 of 2% for recall@10 0.9965 instead of 0.9974; 0.5% costs
+    # 0.13 but recall falls to 0.992, and to 0.80 without the title vector (2%: 0.91).
     strong_terms: int = 60  # per entry, the heaviest remaining terms used for candidates
     candidates: int = 50  # per entry, candidates scored exactly (at least top_k)
 
@@ -271,7 +272,7 @@ class _Search:
             return block[rows[chosen]], targets[chosen].astype(np.int64), short
 
         everything = np.arange(self.n)
-        found = self._map_blocks(candidates, everything, self.block_rows, None)
+        found = self._map_blocks(candidates, everything, self.float_rows, None)
         source, target, short = (np.concatenate(p) for p in zip(*found, strict=True))
         # Sources ascend. Similar entries tend to find each other (i -> j and j -> i: ~40% of
         # the pairs at 100k), and X @ X.T is symmetric bit for bit (the same products summed
@@ -284,7 +285,7 @@ class _Search:
             part = slice(*np.searchsorted(low, [block[0], block[-1] + 1]))
             return (self._raw_scores(low[part], high[part]),)
 
-        scores = self._map_blocks(scored, everything, self.block_rows, on_rows)
+        scores = self._map_blocks(scored, everything, self.float_rows, on_rows)
         score = np.concatenate([s for (s,) in scores])[of_pair]
         keep = (score > 0) & (score >= self.min_score)
         source, target, score = source[keep], target[keep], score[keep]
@@ -293,7 +294,7 @@ class _Search:
             part = slice(*np.searchsorted(source, [block[0], block[-1] + 1]))
             return _best_pairs(source[part], target[part], score[part], top_k=self.top_k)
 
-        yield from self._map_blocks(best, everything, self.block_rows, None)
+        yield from self._map_blocks(best, everything, self.float_rows, None)
         if len(short):
             yield from self._exact_sparse(short, None)
 
