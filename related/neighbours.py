@@ -269,7 +269,9 @@ class _Search:
             values[targets == block[rows]] = 0  # an entry is not its own candidate
             chosen = _best_per_row(partial.indptr, targets, values, per_row)
             short = block[np.bincount(rows[chosen], minlength=b) < self.top_k]
-            return block[rows[chosen]], targets[chosen].astype(np.int64), short
+            # Every candidate pair is held until all are scored: 32-bit rows halve that.
+            index = np.int32 if self.n < 2**31 else np.int64
+            return block[rows[chosen]].astype(index), targets[chosen].astype(index), short
 
         everything = np.arange(self.n)
         found = self._map_blocks(candidates, everything, self.float_rows, None)
@@ -277,9 +279,11 @@ class _Search:
         # Sources ascend. Similar entries tend to find each other (i -> j and j -> i: ~40% of
         # the pairs at 100k), and X @ X.T is symmetric bit for bit (the same products summed
         # in the same column order), so each unordered pair is scored once.
-        low, high = np.minimum(source, target), np.maximum(source, target)
-        pairs, of_pair = np.unique(low * self.n + high, return_inverse=True)
+        key = np.minimum(source, target).astype(np.int64) * self.n + np.maximum(source, target)
+        pairs, of_pair = np.unique(key, return_inverse=True)
+        del key
         low, high = pairs // self.n, pairs % self.n
+        del pairs
 
         def scored(block: np.ndarray) -> tuple[np.ndarray]:
             part = slice(*np.searchsorted(low, [block[0], block[-1] + 1]))
