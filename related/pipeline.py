@@ -291,16 +291,16 @@ def find_related(
             mode=mode,
             workers=settings.run.workers,
         )
-    rows = [
-        ResultRow(ids[s], ids[t], float(score), int(rank))
-        for s, t, score, rank in zip(
-            neighbours.source.tolist(),
-            neighbours.target.tolist(),
+    id_of = ids.__getitem__
+    rows = list(
+        map(
+            ResultRow,
+            map(id_of, neighbours.source.tolist()),
+            map(id_of, neighbours.target.tolist()),
             neighbours.score.tolist(),
             neighbours.rank.tolist(),
-            strict=True,
         )
-    ]
+    )
     return Related(
         tfidf=tfidf,
         neighbours=neighbours,

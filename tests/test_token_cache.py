@@ -278,3 +278,20 @@ def test_without_an_update_nothing_is_encoded_and_the_counts_are_the_same():
     )
     assert found.terms == terms and found.update.empty
     assert_same_matrix(found.matrix, expected)
+
+
+def test_content_hash_tells_apart_every_field_and_ignores_id_and_updated_at():
+    entry = Entry(1, "タイトル", "本文", ("tag",), None)
+    others = [
+        Entry(1, "タイトル", "本文", ("tag",), ""),  # no category vs an empty one
+        Entry(1, "タイトル本文", "", ("tag",), None),  # text moved between fields
+        Entry(1, "タイトル", "本文tag", (), None),
+        Entry(1, "タイトル", "本文", ("tag", ""), None),
+        Entry(1, "タイトル", "本文", ("ta", "g"), None),
+        Entry(1, "タイトル", "本文", (), "tag"),
+        Entry(1, "タイトル", "本文\ud800", ("tag",), None),  # a lone surrogate hashes too
+    ]
+    hashes = {entry.content_hash(), *(other.content_hash() for other in others)}
+    assert len(hashes) == 1 + len(others)
+    same = Entry(2, "タイトル", "本文", ("tag",), None, updated_at="2026-01-01")
+    assert same.content_hash() == entry.content_hash()

@@ -214,8 +214,8 @@ class PostgresDatabase(Database):
             )
             copy_sql = sql.SQL("COPY {} FROM STDIN").format(staging)
             with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-                for r in rows:
-                    copy.write_row((r.entry_id, r.related_entry_id, r.score, r.rank))
+                for row in rows:
+                    copy.write_row(row)
             conn.execute(sql.SQL("ANALYZE {}").format(staging))
             with conn.transaction():
                 report = self._apply_staging(layout, id_sql, id_type)

@@ -161,10 +161,7 @@ class SQLiteDatabase(Database):
             # of failing halfway; readers keep seeing the old rows until COMMIT.
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(
-                    f"INSERT INTO {STAGING} VALUES (?, ?, ?, ?)",
-                    ((r.entry_id, r.related_entry_id, r.score, r.rank) for r in rows),
-                )
+                conn.executemany(f"INSERT INTO {STAGING} VALUES (?, ?, ?, ?)", rows)
                 report = self._apply_staging(layout, id_type)
                 if outcome is not None:
                     self.finish_run(outcome, report)
