@@ -295,7 +295,9 @@ class _Search:
         source, target, score = source[keep], target[keep], score[keep]
 
         def best(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            part = slice(*np.searchsorted(source, [block[0], block[-1] + 1]))
+            # Bounds in source's own dtype: otherwise numpy converts all of source per call.
+            bounds = np.array([block[0], block[-1] + 1], dtype=source.dtype)
+            part = slice(*np.searchsorted(source, bounds))
             return _best_pairs(source[part], target[part], score[part], top_k=self.top_k)
 
         yield from self._map_blocks(best, everything, self.float_rows, None)
