@@ -267,7 +267,7 @@ class _Search:
             rows = np.repeat(np.arange(b), counts)
             targets, values = partial.indices, partial.data
             values[targets == block[rows]] = 0  # an entry is not its own candidate
-            chosen = _best_per_row(partial.indptr, targets, values, per_row)
+            chosen = _best_per_row(partial.indptr, rows, targets, values, per_row)
             short = block[np.bincount(rows[chosen], minlength=b) < self.top_k]
             # Every candidate pair is held until all are scored: 32-bit rows halve that.
             index = np.int32 if self.n < 2**31 else np.int64
@@ -286,7 +286,7 @@ class _Search:
         del pairs
 
         def scored(block: np.ndarray) -> tuple[np.ndarray]:
-            part = slice(*np.searchsorted(low, [block[0], block[-1] + 1]))
+            part = _rows_in(low, block)
             return (self._raw_scores(low[part], high[part]),)
 
         scores = self._map_blocks(scored, everything, self.float_rows, on_rows)
@@ -295,9 +295,7 @@ class _Search:
         source, target, score = source[keep], target[keep], score[keep]
 
         def best(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            # Bounds in source's own dtype: otherwise numpy converts all of source per call.
-            bounds = np.array([block[0], block[-1] + 1], dtype=source.dtype)
-            part = slice(*np.searchsorted(source, bounds))
+            part = _rows_in(source, block)
             return _best_pairs(source[part], target[part], score[part], top_k=self.top_k)
 
         yield from self._map_blocks(best, everything, self.float_rows, None)
@@ -429,12 +427,20 @@ def _blocks(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield rows[start : start + size]
 
 
+def _rows_in(sorted_rows: np.ndarray, block: np.ndarray) -> slice:
+    """The slice of ascending ``sorted_rows`` that falls in the contiguous ``block`` of rows."""
+    # Bounds in the array's own dtype: otherwise numpy converts the whole array per call.
+    bounds = np.array([block[0], block[-1] + 1], dtype=sorted_rows.dtype)
+    return slice(*np.searchsorted(sorted_rows, bounds))
+
+
 def _best_per_row(
-    indptr: np.ndarray, columns: np.ndarray, values: np.ndarray, k: int
+    indptr: np.ndarray, rows: np.ndarray, columns: np.ndarray, values: np.ndarray, k: int
 ) -> np.ndarray:
     """Positions of each CSR row's ``k`` largest values > 0 (ties: smaller column first), row
-    by row. A row's values are cut into groups first; the k-th largest group maximum is at
-    most the row's k-th largest value, so only values above it are sorted."""
+    by row; ``rows`` is the row of each value. A row's values are cut into groups first; the
+    k-th largest group maximum is at most the row's k-th largest value, so only values above
+    it are sorted."""
     counts = np.diff(indptr)
     groups = max(_BOUND_GROUPS, 4 * k)
     floor = np.zeros(len(counts), dtype=values.dtype)
@@ -445,7 +451,6 @@ def _best_per_row(
         padded = np.append(values, values.dtype.type(0))  # the last end may be len(values)
         maxima = np.maximum.reduceat(padded, bounds.ravel()).reshape(len(big), groups + 1)
         floor[big] = np.partition(maxima[:, :groups], groups - k, axis=1)[:, groups - k]
-    rows = np.repeat(np.arange(len(counts)), counts)
     above = np.flatnonzero((values > 0) & (values >= floor[rows]))
     order = np.lexsort((columns[above], -values[above], rows[above]))
     return above[order[_rank_within(rows[above][order]) < k]]

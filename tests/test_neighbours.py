@@ -252,7 +252,8 @@ def test_best_per_row_matches_a_sort_of_each_row():
     values = np.round(rng.random(len(columns)), 2).astype(np.float32)  # many exact ties
     values[rng.random(len(values)) < 0.1] = 0
     indptr = np.concatenate([[0], np.cumsum(lengths)])
-    chosen = _best_per_row(indptr, columns, values, 50)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    chosen = _best_per_row(indptr, rows, columns, values, 50)
     expected = []
     for row in range(len(lengths)):
         span = range(indptr[row], indptr[row + 1])
