@@ -14,10 +14,12 @@ Every reported score is exact: ``X[i] @ X[j]`` in float64, the same number scipy
 
 ``exact``: all pairs. The few common terms (in more than ``DENSE_SHARE`` of the entries) do
 almost all of the multiply-adds of a sparse product, so they are multiplied as a dense float32
-block by BLAS, and the rare ones as a sparse product added to it. From these approximate scores,
-every neighbour that could reach a row's top k is kept (see ``_float32_margin``), and only
-those candidates are scored exactly and ranked. The result equals ranking the full float64
-product; tests compare it with a dense reference.
+block by BLAS, and the rare ones as a sparse product added to it. One block of rows is in
+flight at a time: the threads share its sparse product and candidate scoring, BLAS uses every
+core for its dense product, and memory stays at one block whatever the number of threads.
+From these approximate scores, every neighbour that could reach a row's top k is kept (see
+``_float32_margin``), and only those candidates are scored exactly and ranked. The result
+equals ranking the full float64 product; tests compare it with a dense reference.
 
 ``pruned``: candidates come from each entry's ``strong_terms`` heaviest terms found in at most
 ``max_df`` of the entries (a sparse product of those terms only, never an N-wide row per
@@ -34,6 +36,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +44,15 @@ import scipy.sparse as sp
 from scipy.linalg import blas
 
 DEFAULT_BLOCK_CELLS = 20_000_000
-# Cells of one float32 block of approximate scores (16 MB), per worker thread.
-FLOAT_BLOCK_CELLS = 4_000_000
+# Exact mode holds one float32 block of approximate scores, whatever the number of threads:
+# BLAS streams the whole dense part once per block, so it runs faster on taller blocks (bench/:
+# 512 rows 10-20% faster than 256 at 10k entries, 256 as fast as 192 at 100k), up to this many
+# cells (100 MB: 256 rows at 100k entries). The threads share a block in parts of a few rows.
+EXACT_BLOCK_ROWS = 512
+EXACT_BLOCK_CELLS = 25_600_000
+EXACT_PART_ROWS = 32
+# Pruned mode: cells of one float32 block of partial scores (16 MB), per worker thread.
+PRUNED_BLOCK_CELLS = 4_000_000
 # Candidate pairs scored exactly at a time, from at most PAIR_SOURCES source rows: ~10 MB of
 # gathered target rows at 200 terms per row, and a few MB of the sources' dense rows.
 PAIR_CHUNK = 4096
@@ -50,9 +60,11 @@ PAIR_SOURCES = 64
 MODES = ("exact", "pruned")
 
 # Terms in more than this share of entries are multiplied densely in exact mode. Dense costs
-# n^2 per term, sparse about df^2 at a ~50-100x higher cost per multiply-add, so the cut is a
-# few percent of n; bench/ measured 0.02-0.04 as equally fast at 10k-30k entries.
-DENSE_SHARE = 0.03
+# n^2 per term, sparse about df^2 at a far higher cost per multiply-add (scipy's product spends
+# it on building its output), so the cut is a few percent of n. bench/, at 100k entries: 3% and
+# 5% equally fast (226 / 240 s), but 5%'s dense copy is 130 MB smaller (745 terms, not 1,072);
+# at 10k 3% is ~20% faster, a fraction of a second.
+DENSE_SHARE = 0.05
 # Lower bound of a row's k-th best approximate score: the k-th largest of the maxima of
 # disjoint column groups (each maximum is a different cell, so k of them are >= the bound).
 _BOUND_GROUPS = 64
@@ -164,9 +176,10 @@ class _Search:
         self.matrix, self.top_k, self.min_score = matrix, top_k, min_score
         self.n = matrix.shape[0]
         self.block_rows = max(1, min(self.n, block_cells // self.n))
-        # float32 score blocks, one per worker thread: small enough to stay in cache-friendly
-        # sizes, big enough that BLAS runs at full speed.
-        self.float_rows = max(1, min(self.block_rows, FLOAT_BLOCK_CELLS // self.n))
+        self.exact_rows = max(
+            1, min(self.block_rows, EXACT_BLOCK_ROWS, EXACT_BLOCK_CELLS // self.n)
+        )
+        self.pruned_rows = max(1, min(self.block_rows, PRUNED_BLOCK_CELLS // self.n))
         self.workers = workers
         self.df = np.bincount(matrix.indices, minlength=matrix.shape[1])
 
@@ -182,20 +195,11 @@ class _Search:
         Threads are enough: BLAS, scipy's sparse kernels and numpy release the GIL.
         """
         blocks = list(_blocks(rows, size))
-        if self.workers <= 1 or len(blocks) == 1:
-            results: Iterator[tuple] = map(work, blocks)
-            pool = None
-        else:
-            pool = ThreadPoolExecutor(self.workers)
-            results = pool.map(work, blocks)
-        try:
-            for block, result in zip(blocks, results, strict=True):
+        with _thread_map(self.workers if len(blocks) > 1 else 1) as run:
+            for block, result in zip(blocks, run(work, blocks), strict=True):
                 yield result
                 if on_rows is not None:
                     on_rows(len(block))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
 
     # -- exact ---------------------------------------------------------------------------------
 
@@ -207,30 +211,50 @@ class _Search:
             yield from self._exact_sparse(rows, on_rows)  # the float32 bound needs scores >= 0
             return
         matrix, n = self.matrix, self.n
-        dense, rare = _split_columns(matrix, self.df > DENSE_SHARE * n)
-        rare_t = rare.T.tocsr()
+        is_dense = self.df > DENSE_SHARE * n
+        dense, rare_t = _split_columns(matrix, is_dense)
         margin = _float32_margin(matrix, dense.shape[1])
+        # A score > 0 means two rows share a term, in float32 as in float64 (sums of products
+        # of non-negative weights), so the floor never lets a zero through.
+        tiny = np.finfo(np.float32).tiny
+        # One block of approximate scores in flight, its work shared by the worker threads:
+        # BLAS is fastest on tall blocks (it streams the whole dense part once per block), and
+        # one block keeps memory at one block's worth whatever the number of workers.
+        buffer = np.empty((self.exact_rows, n), dtype=np.float32)
 
-        def work(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            b = len(block)
-            approx = np.empty((b, n), dtype=np.float32)
-            (rare[block] @ rare_t).toarray(out=approx)
-            if dense.shape[1]:
-                # approx += dense[block] @ dense.T, in place: BLAS sees the C-ordered block as
-                # its Fortran-ordered transpose.
-                out = blas.sgemm(
-                    1.0, dense.T, dense[block].T, trans_a=1, beta=1.0, c=approx.T, overwrite_c=1
-                )
-                if not np.shares_memory(out, approx):  # BLAS made a copy after all
-                    approx[...] = out.T
-            approx[np.arange(b), block] = -np.inf
+        def rare_scores(part: tuple[np.ndarray, np.ndarray]) -> None:
+            approx, sources = part
+            (_float32_columns(matrix[sources], ~is_dense) @ rare_t).toarray(out=approx)
+
+        def candidates(part: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
+            approx, sources = part
+            approx[np.arange(len(sources)), sources] = -np.inf
             floor = np.maximum(_kth_lower_bound(approx, self.top_k), self.min_score) - margin
-            # Scores are sums of products of non-negative weights: > 0 exactly when two rows
-            # share a term, in float32 as in float64.
-            hit_rows, targets = np.nonzero((approx >= floor[:, None]) & (approx > 0))
-            return self._scored(block[hit_rows], targets)
+            hit_rows, targets = np.nonzero(approx >= np.maximum(floor, tiny)[:, None])
+            return self._scored(sources[hit_rows], targets)
 
-        yield from self._map_blocks(work, rows, self.float_rows, on_rows)
+        with _thread_map(self.workers) as run:
+            for block in _blocks(rows, self.exact_rows):
+                approx = buffer[: len(block)]
+                # Parts of a few dozen rows: scipy's sparse product runs fastest on those, and
+                # the threads share the work evenly.
+                step = EXACT_PART_ROWS
+                parts = [
+                    (approx[c : c + step], block[c : c + step]) for c in range(0, len(block), step)
+                ]
+                list(run(rare_scores, parts))
+                if dense.shape[1]:
+                    # approx += dense[block] @ dense.T, in place: BLAS sees the C-ordered block
+                    # as its Fortran-ordered transpose; it uses every core itself.
+                    out = blas.sgemm(
+                        1.0, dense.T, dense[block].T, trans_a=1, beta=1.0, c=approx.T, overwrite_c=1
+                    )
+                    if not np.shares_memory(out, approx):  # BLAS made a copy after all
+                        approx[...] = out.T
+                found = list(run(candidates, parts))
+                yield tuple(np.concatenate(p) for p in zip(*found, strict=True))
+                if on_rows is not None:
+                    on_rows(len(block))
 
     def _exact_sparse(
         self, rows: np.ndarray, on_rows: Callable[[int], None] | None
@@ -274,7 +298,7 @@ class _Search:
             return block[rows[chosen]].astype(index), targets[chosen].astype(index), short
 
         everything = np.arange(self.n)
-        found = self._map_blocks(candidates, everything, self.float_rows, None)
+        found = self._map_blocks(candidates, everything, self.pruned_rows, None)
         source, target, short = (np.concatenate(p) for p in zip(*found, strict=True))
         # Sources ascend. Similar entries tend to find each other (i -> j and j -> i: ~40% of
         # the pairs at 100k), and X @ X.T is symmetric bit for bit (the same products summed
@@ -289,7 +313,7 @@ class _Search:
             part = _rows_in(low, block)
             return (self._raw_scores(low[part], high[part]),)
 
-        scores = self._map_blocks(scored, everything, self.float_rows, on_rows)
+        scores = self._map_blocks(scored, everything, self.pruned_rows, on_rows)
         score = np.concatenate([s for (s,) in scores])[of_pair]
         keep = (score > 0) & (score >= self.min_score)
         source, target, score = source[keep], target[keep], score[keep]
@@ -298,7 +322,7 @@ class _Search:
             part = _rows_in(source, block)
             return _best_pairs(source[part], target[part], score[part], top_k=self.top_k)
 
-        yield from self._map_blocks(best, everything, self.float_rows, None)
+        yield from self._map_blocks(best, everything, self.pruned_rows, None)
         if len(short):
             yield from self._exact_sparse(short, None)
 
@@ -360,29 +384,37 @@ def _pair_chunks(source: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def _split_columns(matrix: sp.csr_matrix, is_dense: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix]:
-    """float32 copies: the ``is_dense`` columns as a dense array (in column order), the others
-    as CSR of the full width (their column numbers unchanged, dense columns left empty)."""
+    """float32 copies: the ``is_dense`` columns as a dense array (in column order), and the
+    transpose of the others as CSR (terms x rows; the dense terms' rows left empty)."""
     dense = np.zeros((matrix.shape[0], int(is_dense.sum())), dtype=np.float32)
     dense_column = np.cumsum(is_dense) - 1
     rare_parts, start = [], 0
-    for part in _row_chunks(matrix):
+    # Small chunks: their index temporaries (~40 bytes per nonzero) would otherwise be this
+    # function's peak, above the dense copy, at 10k entries.
+    for part in _row_chunks(matrix, 1024):
         rows = np.repeat(np.arange(part.shape[0], dtype=np.int32), np.diff(part.indptr))
         in_dense = is_dense[part.indices]
         block = dense[start : start + part.shape[0]]
         block[rows[in_dense], dense_column[part.indices[in_dense]]] = part.data[in_dense]
-        in_rare = ~in_dense
-        rare_parts.append(
-            sp.csr_matrix(
-                (
-                    part.data[in_rare].astype(np.float32),
-                    part.indices[in_rare],
-                    _indptr(rows[in_rare], part.shape[0]),
-                ),
-                shape=part.shape,
-            )
-        )
+        rare_parts.append(_float32_columns(part, ~is_dense))
         start += part.shape[0]
-    return dense, sp.vstack(rare_parts, format="csr")
+    rare = sp.vstack(rare_parts, format="csr")
+    del rare_parts
+    return dense, rare.T.tocsr()
+
+
+def _float32_columns(rows: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """``rows`` in float32 with only the columns where ``keep`` is True (same shape)."""
+    kept = keep[rows.indices]
+    row_of = np.repeat(np.arange(rows.shape[0], dtype=np.int32), np.diff(rows.indptr))
+    return sp.csr_matrix(
+        (
+            rows.data[kept].astype(np.float32),
+            rows.indices[kept],
+            _indptr(row_of[kept], rows.shape[0]),
+        ),
+        shape=rows.shape,
+    )
 
 
 def _best_pairs(
@@ -460,10 +492,10 @@ def _kth_lower_bound(approx: np.ndarray, k: int) -> np.ndarray:
     """Per row, a value at most the row's k-th largest (-inf or 0 when it can't tell)."""
     b, n = approx.shape
     groups = max(_BOUND_GROUPS, 4 * k)
-    width = n - n % groups
-    if width == 0:
+    if n < groups:
         return np.zeros(b, dtype=approx.dtype)
-    maxima = approx[:, :width].reshape(b, groups, width // groups).max(axis=2)
+    # Groups of consecutive columns, each non-empty; reduceat reads the block in place.
+    maxima = np.maximum.reduceat(approx, (np.arange(groups) * n) // groups, axis=1)
     return np.partition(maxima, groups - k, axis=1)[:, groups - k]
 
 
@@ -510,3 +542,16 @@ def _row_chunks(matrix: sp.csr_matrix, size: int = 8192) -> Iterator[sp.csr_matr
 
 def _indptr(rows: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+
+
+@contextmanager
+def _thread_map(workers: int) -> Iterator[Callable]:
+    """``map`` over ``workers`` threads (plain ``map`` for one), results in order."""
+    if workers <= 1:
+        yield map
+        return
+    pool = ThreadPoolExecutor(workers)
+    try:
+        yield pool.map
+    finally:
+        pool.shutdown(cancel_futures=True)

@@ -5,6 +5,7 @@ import scipy.sparse as sp
 from related.neighbours import (
     Pruning,
     _best_per_row,
+    _kth_lower_bound,
     _Search,
     pair_scores,
     top_k_neighbours,
@@ -260,3 +261,22 @@ def test_best_per_row_matches_a_sort_of_each_row():
         ranked = sorted((-values[p], columns[p], p) for p in span if values[p] > 0)
         expected.extend(p for _, _, p in ranked[:50])
     assert chosen.tolist() == expected
+
+
+def test_kth_lower_bound_never_exceeds_the_kth_largest_and_is_useful():
+    # Exact mode keeps every neighbour scoring at least this bound (minus the float32 margin),
+    # so a bound above a row's true k-th score would drop neighbours. Widths around the group
+    # count (64 for k <= 16, 4k above) make the last groups uneven.
+    rng = np.random.default_rng(3)
+    useful = 0
+    for k, widths in ((1, (64, 65, 1001)), (10, (64, 127, 1000)), (20, (80, 81, 3333))):
+        for n in widths:
+            approx = np.round(rng.random((7, n)), 2).astype(np.float32)  # ties
+            approx[rng.random(approx.shape) < 0.3] = 0
+            approx[np.arange(7), rng.integers(0, n, 7)] = -np.inf  # the row itself
+            bound = _kth_lower_bound(approx, k)
+            kth = -np.sort(-approx, axis=1)[:, k - 1]
+            assert (bound <= kth).all(), (k, n)
+            useful += int((bound > 0.5).sum())
+    assert useful > 0  # a bound of 0 everywhere would pass the check above and prune nothing
+    assert (_kth_lower_bound(np.ones((2, 10), dtype=np.float32), 3) == 0).all()  # too narrow
