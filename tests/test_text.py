@@ -42,3 +42,13 @@ def test_unpaired_surrogates_and_empty_input_do_not_fail():
     assert clean_text("") == ""
     assert clean_text(None) == ""  # type: ignore[arg-type]
     assert "テスト" in clean_text("テスト\ud800です")
+
+
+def test_each_markup_rule_still_applies_where_its_characters_appear():
+    # clean_text only runs a pattern when the characters it needs are in the text; these are
+    # the edges of those checks (case-blind www., ~~~ fences, ~~ and ` emphasis, blank runs).
+    assert clean_text("前 WWW.Example.ORG/ページ 後") == "前 後"
+    assert clean_text("~~~\nコード\n~~~") == "コード"
+    assert clean_text("~~取り消し~~ と `関数` と *強調*") == "取り消し と 関数 と 強調"
+    assert clean_text("語\t語\u3000語 　 語  語") == "語 語 語 語 語"
+    assert clean_text("[注]: https://example.com/a\n本文 <br>改行") == "本文 改行"
