@@ -217,10 +217,7 @@ class _Search:
         # A score > 0 means two rows share a term, in float32 as in float64 (sums of products
         # of non-negative weights), so the floor never lets a zero through.
         tiny = np.finfo(np.float32).tiny
-        # One block of approximate scores in flight, its work shared by the worker threads:
-        # BLAS is fastest on tall blocks (it streams the whole dense part once per block), and
-        # one block keeps memory at one block's worth whatever the number of workers.
-        buffer = np.empty((self.exact_rows, n), dtype=np.float32)
+        buffer = np.empty((self.exact_rows, n), dtype=np.float32)  # the one block in flight
 
         def rare_scores(part: tuple[np.ndarray, np.ndarray]) -> None:
             approx, sources = part
