@@ -46,7 +46,7 @@ from scipy.linalg import blas
 DEFAULT_BLOCK_CELLS = 20_000_000
 # Exact mode holds one float32 block of approximate scores, whatever the number of threads:
 # BLAS streams the whole dense part once per block, so it runs faster on taller blocks (bench/:
-# 512 rows 10-20% faster than 256 at 10k entries, 256 as fast as 192 at 100k), up to this many
+# 512 rows 7-20% faster than 256 at 10k entries, 256 as fast as 192 at 100k), up to this many
 # cells (100 MB: 256 rows at 100k entries). The threads share a block in parts of a few rows.
 EXACT_BLOCK_ROWS = 512
 EXACT_BLOCK_CELLS = 25_600_000
