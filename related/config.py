@@ -115,7 +115,7 @@ class NeighbourSettings:
     neighbour_mode: str = _setting(
         "auto",
         "'exact': all pairs; 'pruned': candidates from each entry's strongest rare terms, "
-        "scored exactly (at 100k entries ~20x faster than exact, recall@10 0.996); 'auto': exact "
+        "scored exactly (at 100k entries ~9x faster than exact, recall@10 0.996); 'auto': exact "
         "below 20,000 entries, pruned from there.",
     )
     min_score: float = _setting(

@@ -212,6 +212,7 @@ class _Search:
             return
         matrix, n = self.matrix, self.n
         is_dense = self.df > DENSE_SHARE * n
+        is_rare = ~is_dense
         dense, rare_t = _split_columns(matrix, is_dense)
         margin = _float32_margin(matrix, dense.shape[1])
         # A score > 0 means two rows share a term, in float32 as in float64 (sums of products
@@ -221,7 +222,7 @@ class _Search:
 
         def rare_scores(part: tuple[np.ndarray, np.ndarray]) -> None:
             approx, sources = part
-            (_float32_columns(matrix[sources], ~is_dense) @ rare_t).toarray(out=approx)
+            (_float32_columns(matrix[sources], is_rare) @ rare_t).toarray(out=approx)
 
         def candidates(part: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
             approx, sources = part
@@ -392,6 +393,7 @@ def _split_columns(matrix: sp.csr_matrix, is_dense: np.ndarray) -> tuple[np.ndar
     transpose of the others as CSR (terms x rows; the dense terms' rows left empty)."""
     dense = np.zeros((matrix.shape[0], int(is_dense.sum())), dtype=np.float32)
     dense_column = np.cumsum(is_dense) - 1
+    is_rare = ~is_dense
     rare_parts, start = [], 0
     # Small chunks: their index temporaries (~40 bytes per nonzero) would otherwise be this
     # function's peak, above the dense copy, at 10k entries.
@@ -400,7 +402,7 @@ def _split_columns(matrix: sp.csr_matrix, is_dense: np.ndarray) -> tuple[np.ndar
         in_dense = is_dense[part.indices]
         block = dense[start : start + part.shape[0]]
         block[rows[in_dense], dense_column[part.indices[in_dense]]] = part.data[in_dense]
-        rare_parts.append(_float32_columns(part, ~is_dense))
+        rare_parts.append(_float32_columns(part, is_rare))
         start += part.shape[0]
     rare = sp.vstack(rare_parts, format="csr")
     del rare_parts
@@ -478,7 +480,7 @@ def _best_per_row(
     k-th largest group maximum is at most the row's k-th largest value, so only values above
     it are sorted."""
     counts = np.diff(indptr)
-    groups = max(_BOUND_GROUPS, 4 * k)
+    groups = _bound_groups(k)
     floor = np.zeros(len(counts), dtype=values.dtype)
     big = np.flatnonzero(counts >= groups)  # every group of such a row is non-empty
     if len(big):
@@ -486,7 +488,7 @@ def _best_per_row(
         bounds = (np.arange(groups + 1) * counts[big][:, None]) // groups + indptr[big][:, None]
         padded = np.append(values, values.dtype.type(0))  # the last end may be len(values)
         maxima = np.maximum.reduceat(padded, bounds.ravel()).reshape(len(big), groups + 1)
-        floor[big] = np.partition(maxima[:, :groups], groups - k, axis=1)[:, groups - k]
+        floor[big] = _kth_largest(maxima[:, :groups], k)
     above = np.flatnonzero((values > 0) & (values >= floor[rows]))
     order = np.lexsort((columns[above], -values[above], rows[above]))
     return above[order[_rank_within(rows[above][order]) < k]]
@@ -495,11 +497,23 @@ def _best_per_row(
 def _kth_lower_bound(approx: np.ndarray, k: int) -> np.ndarray:
     """Per row, a value at most the row's k-th largest (-inf or 0 when it can't tell)."""
     b, n = approx.shape
-    groups = max(_BOUND_GROUPS, 4 * k)
+    groups = _bound_groups(k)
     if n < groups:
         return np.zeros(b, dtype=approx.dtype)
     # Groups of consecutive columns, each non-empty; reduceat reads the block in place.
-    maxima = np.maximum.reduceat(approx, (np.arange(groups) * n) // groups, axis=1)
+    return _kth_largest(np.maximum.reduceat(approx, (np.arange(groups) * n) // groups, axis=1), k)
+
+
+def _bound_groups(k: int) -> int:
+    """Column groups per row for the k-th-best lower bounds: enough that k of them hold
+    a row's best values."""
+    return max(_BOUND_GROUPS, 4 * k)
+
+
+def _kth_largest(maxima: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the k-th largest of disjoint groups' maxima: each is a different cell, so k
+    cells are at least this, and it is at most the row's k-th largest value."""
+    groups = maxima.shape[1]
     return np.partition(maxima, groups - k, axis=1)[:, groups - k]
 
 
