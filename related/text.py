@@ -36,6 +36,23 @@ def _drop_invisible(text: str) -> str:
     return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
 
 
+def _nfkc(text: str) -> str:
+    """``unicodedata.normalize("NFKC", text)``, normalising only the lines that need it.
+
+    normalize() rebuilds the whole text as soon as one character needs a change (a full-width
+    （ is enough), while is_normalized() only reads; in Japanese prose most lines need nothing
+    (bench/: 4.7x faster on the 10k corpus). Line by line is the same result: a newline has
+    no compatibility mapping, combines with nothing and is never produced by a mapping, so no
+    normalisation reaches across it.
+    """
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    return "\n".join(
+        line if unicodedata.is_normalized("NFKC", line) else unicodedata.normalize("NFKC", line)
+        for line in text.split("\n")
+    )
+
+
 def clean_text(text: str) -> str:
     """Return the readable words of an HTML / Markdown / plain-text body, NFKC-normalised.
 
@@ -49,7 +66,7 @@ def clean_text(text: str) -> str:
     # Unpaired surrogates cannot be encoded for MeCab; replace them rather than fail.
     text = text.encode("utf-8", errors="replace").decode("utf-8")
     # NFKC first: full-width ＡＷＳ and half-width ｶﾅ become one spelling before matching.
-    text = unicodedata.normalize("NFKC", text)
+    text = _nfkc(text)
     # Each pattern below that needs a literal runs only where that literal is present: `in`
     # scans in C many times faster than a regex fails (most entries are plain prose; bench/).
     if "<" in text:
@@ -70,6 +87,7 @@ def clean_text(text: str) -> str:
     if "*" in text or "~~" in text or "`" in text:
         text = _MD_EMPHASIS.sub(" ", text)
     text = _drop_invisible(text)
-    text = _SPACES.sub(" ", text)
+    if "\t" in text or "\u3000" in text or "  " in text:  # what _SPACES needs
+        text = _SPACES.sub(" ", text)
     text = _BLANK_LINES.sub("\n", text)
     return text.strip()

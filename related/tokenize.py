@@ -4,10 +4,13 @@ Text in, terms out. The tagger is created lazily by ``Tokenizer`` (never at impo
 always points at unidic-lite's own directory, so a full ``unidic`` installed next to it, or a
 system-wide mecabrc, cannot silently change the results.
 
-Speed: MeCab is asked for two columns only (surface and the joined part of speech, the same
-strings unidic-lite's default format puts in its 1st and 5th columns), one regular expression
-picks the kept nouns out of its whole output in C, and each distinct surface is normalised once
-per process. Noun extraction then costs a few percent on top of ``Tagger.parse`` itself.
+Speed: MeCab prints two columns per word, its surface and its left context id (a number;
+printing the features costs MeCab ~20% of its time, bench/). The id stands for a part of speech
+that unidic-lite's left-id.def names; unknown words, and all words when a user dictionary is
+loaded, print the joined part of speech itself instead. Each distinct column value is
+decided once; the kept words are picked out with C-level loops (split, map, compress), and
+each distinct surface is normalised once per process. Noun extraction then costs less than
+MeCab's printing of its default format.
 ``tokenize_entries(..., workers=N)`` spreads entries over N processes in chunks; the results are
 identical to the serial path and come back in input order. ``packed_count_chunks`` does the same
 but returns each chunk's counts as arrays instead of a Counter per entry, which keeps a big
@@ -56,20 +59,19 @@ ENGLISH_STOP_WORDS = frozenset(
     which who will with you your""".split()
 )
 
-# surface TAB part-of-speech (UniDic's pos1-pos4 joined by '-', empty levels left out). This is
-# exactly the first and fifth column of unidic-lite's default "unidic" output format; -O ""
-# switches that named format off so the two formats below apply.
-_NODE_FORMAT = r"%m\t%F-[0,1,2,3]\n"
-_TAGGER_ARGS = (
-    f'-O "" --node-format="{_NODE_FORMAT}" --unk-format="{_NODE_FORMAT}" '
-    '--bos-format="" --eos-format=""'
-)
+# Each word prints "surface TAB column TAB". The column is the word's left context id (%phl):
+# every id stands for one part of speech (left-id.def; unidic's rewrite rules keep pos1-pos4 in
+# the left context), and a number is far cheaper for MeCab to print than its features. Unknown
+# words print their part of speech (%F-[0,1,2,3]: pos1-pos4 joined by '-', '*' levels left
+# out, exactly the 5th column of unidic-lite's default format): their ids do not always match
+# their features. -O "" switches unidic-lite's named default format off.
+_ID_COLUMN = r"%m\t%phl\t"
+_POS_COLUMN = r"%m\t%F-[0,1,2,3]\t"
 # Distinct surfaces remembered per Tokenizer; cleared when full so memory stays bounded.
 _MEMO_LIMIT = 1_000_000
 
 _SINGLE_KANA = re.compile(r"^[\u3041-\u309f\u30a0-\u30ffー]$")
 _DIGITS = re.compile(r"^[\d.,]+$")
-_NEVER = re.compile(r"(?!)")
 
 
 def dictionary_dir() -> str:
@@ -78,11 +80,15 @@ def dictionary_dir() -> str:
     return unidic_lite.DICDIR
 
 
-def _make_tagger(user_dictionary: str | None) -> MeCab.Tagger:
+def _make_tagger(user_dictionary: str | None, *, id_column: bool) -> MeCab.Tagger:
     import MeCab
 
     dicdir = dictionary_dir()
-    args = f'-r "{dicdir}/mecabrc" -d "{dicdir}" {_TAGGER_ARGS}'
+    known = _ID_COLUMN if id_column else _POS_COLUMN
+    args = (
+        f'-r "{dicdir}/mecabrc" -d "{dicdir}" -O "" --node-format="{known}" '
+        f'--unk-format="{_POS_COLUMN}" --bos-format="" --eos-format=""'
+    )
     if user_dictionary:
         args += f' -u "{check_user_dictionary(user_dictionary)}"'
     try:
@@ -124,16 +130,44 @@ def user_dictionary_digest(settings: TokenizerSettings) -> str | None:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def kept_surface_pattern(keep_pos: Sequence[str], drop_pos: Sequence[str]) -> re.Pattern[str]:
-    """Matches ``surface\\tpos`` lines whose pos starts with a keep_pos and with no drop_pos;
-    group 1 is the surface. Same test as ``pos.startswith(keep) and not pos.startswith(drop)``.
+def pos_is_kept(pos: str, keep_pos: Sequence[str], drop_pos: Sequence[str]) -> bool:
+    """Whether a joined part of speech ("名詞-普通名詞-一般") starts with a keep_pos prefix and
+    with no drop_pos prefix."""
+    return pos.startswith(tuple(keep_pos)) and not pos.startswith(tuple(drop_pos))
+
+
+def left_id_pos() -> dict[str, str]:
+    """unidic-lite's left context ids (as MeCab prints them) -> joined part of speech."""
+    pos_of: dict[str, str] = {}
+    with open(os.path.join(dictionary_dir(), "left-id.def"), encoding="utf-8") as handle:
+        for line in handle:
+            context_id, features = line.rstrip("\n").split(" ", 1)
+            pos_of[context_id] = "-".join(f for f in features.split(",")[:4] if f != "*")
+    return pos_of
+
+
+class KeptColumn(dict[str, bool]):
+    """Column value (a left context id or a joined part of speech) -> is the word kept?
+
+    Each distinct value is decided once, on first sight (``__missing__``); every lookup after
+    that runs in C, so picking the kept words out of MeCab's output is a split, a map and a
+    compress (bench/: faster than a regular expression over the whole output).
     """
-    if not keep_pos:
-        return _NEVER
-    keep = "|".join(re.escape(p) for p in keep_pos)
-    drop = "|".join(re.escape(p) for p in drop_pos)
-    skip = f"(?!{drop})" if drop_pos else ""
-    return re.compile(rf"^([^\t\n]+)\t{skip}(?:{keep})", re.MULTILINE)
+
+    def __init__(self, keep_pos: Sequence[str], drop_pos: Sequence[str]):
+        super().__init__()
+        self._keep, self._drop = tuple(keep_pos), tuple(drop_pos)
+        self._pos_of_id: dict[str, str] | None = None
+
+    def __missing__(self, value: str) -> bool:
+        if value.isdigit():  # a left context id; parts of speech are never digits
+            if self._pos_of_id is None:
+                self._pos_of_id = left_id_pos()
+            pos = self._pos_of_id[value]
+        else:
+            pos = value
+        self[value] = kept = pos_is_kept(pos, self._keep, self._drop)
+        return kept
 
 
 class Tokenizer:
@@ -142,27 +176,32 @@ class Tokenizer:
     def __init__(self, settings: TokenizerSettings):
         self.settings = settings
         self._tagger: MeCab.Tagger | None = None
+        self._kept = KeptColumn(settings.keep_pos, settings.drop_pos)
         self._stop_words = ENGLISH_STOP_WORDS | {w.lower() for w in settings.stop_words}
-        self._kept = kept_surface_pattern(settings.keep_pos, settings.drop_pos)
         self._whole = whole_words_pattern(settings.whole_words)
         self._term_of: dict[str, str | None] = {}
 
     @property
     def tagger(self) -> MeCab.Tagger:
         if self._tagger is None:
-            self._tagger = _make_tagger(self.settings.user_dictionary)
+            # A user dictionary's words carry whatever context ids its author gave them, so
+            # with one loaded every word prints its part of speech.
+            user_dictionary = self.settings.user_dictionary
+            self._tagger = _make_tagger(user_dictionary, id_column=not user_dictionary)
         return self._tagger
 
     def _surfaces(self, text: str) -> Iterator[list[str]]:
         """Surfaces of the kept parts of speech, one list per MeCab piece; whole_words are
         taken out of the text before MeCab sees it and come last in their piece's list."""
-        parse, findall, whole = self.tagger.parse, self._kept.findall, self._whole
+        parse, kept, whole = self.tagger.parse, self._kept.__getitem__, self._whole
         for piece in _chunks(text, CHUNK_CHARS):
-            if whole is None:
-                yield findall(parse(piece))
-            else:
+            kept_whole = []
+            if whole is not None:
                 kept_whole = [" ".join(w.split()) for w in whole.findall(piece)]
-                yield findall(parse(whole.sub(" ", piece))) + kept_whole
+                piece = whole.sub(" ", piece)
+            # surface, column, surface, column, ..., "" (every word ends in a tab)
+            fields = parse(piece).split("\t")
+            yield list(itertools.compress(fields[0:-1:2], map(kept, fields[1::2]))) + kept_whole
 
     def _learn(self, surfaces: Iterable[str]) -> dict[str, str | None]:
         """The surface -> term memo, after adding any of ``surfaces`` it has not seen."""

@@ -1,4 +1,7 @@
-from related.text import clean_text
+import random
+import unicodedata
+
+from related.text import _nfkc, clean_text
 
 
 def test_html_tags_entities_scripts_and_comments_are_removed():
@@ -52,3 +55,17 @@ def test_each_markup_rule_still_applies_where_its_characters_appear():
     assert clean_text("~~取り消し~~ と `関数` と *強調*") == "取り消し と 関数 と 強調"
     assert clean_text("語\t語\u3000語 　 語  語") == "語 語 語 語 語"
     assert clean_text("[注]: https://example.com/a\n本文 <br>改行") == "本文 改行"
+
+
+def test_nfkc_line_by_line_equals_normalising_the_whole_text():
+    # Combining marks, half-width voiced marks, Hangul jamo and compatibility characters next
+    # to newlines: the places where normalising lines apart could differ from the whole.
+    alphabet = "かｶﾞﾟ\u3099\u309a\u0301e\u1100\u1161\u11a8ＡＢ①㍻ﬁ（）…\n\n a。"
+    rng = random.Random(7)
+    texts = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40))) for _ in range(3000)
+    ]
+    texts += ["ｶ\nﾞ", "e\n\u0301", "\u1100\n\u1161", "\n", "plain\ntext"]
+    for text in texts:
+        assert _nfkc(text) == unicodedata.normalize("NFKC", text), repr(text)
+    assert sum(not unicodedata.is_normalized("NFKC", t) for t in texts) > 2000  # not vacuous

@@ -8,11 +8,15 @@ import pytest
 import related.tokenize as tokenize_module
 from related.config import TokenizerSettings
 from related.entries import Entry
+from related.sample import sample_entries
+from related.text import clean_text
 from related.token_cache import count_entries
 from related.tokenize import (
+    KeptColumn,
     Tokenizer,
-    kept_surface_pattern,
+    left_id_pos,
     normalise_term,
+    pos_is_kept,
     tokenize_entries,
 )
 from related.vectorize import count_matrix
@@ -69,14 +73,14 @@ def test_symbols_only_and_odd_unicode_give_no_terms_without_failing():
     assert counts == [Counter(), Counter()]
 
 
-def test_kept_surface_pattern_equals_startswith_rules():
-    lines = [
-        "東京\t名詞-固有名詞-地名-一般",
-        "三\t名詞-数詞",
-        "走る\t動詞-一般",
-        "記事\t名詞-普通名詞-一般",
-        "名詞\t助詞-格助詞",
-        "(\t補助記号-括弧開",
+def test_kept_column_follows_prefix_rules_for_parts_of_speech_and_context_ids():
+    words = [
+        "名詞-固有名詞-地名-一般",
+        "名詞-数詞",
+        "動詞-一般",
+        "名詞-普通名詞-一般",
+        "助詞-格助詞",
+        "補助記号-括弧開",
     ]
     cases = [
         (("名詞",), ("名詞-数詞",)),
@@ -85,14 +89,54 @@ def test_kept_surface_pattern_equals_startswith_rules():
         ((), ()),
         (("補助記号-括弧開",), ()),
     ]
+    pos_of = left_id_pos()
     for keep, drop in cases:
-        pattern = kept_surface_pattern(keep, drop)
+        kept = KeptColumn(keep, drop)
         expected = [
-            line.split("\t")[0]
-            for line in lines
-            if line.split("\t")[1].startswith(keep) and not line.split("\t")[1].startswith(drop)
+            pos.startswith(keep) and not any(pos.startswith(d) for d in drop) for pos in words
         ]
-        assert pattern.findall("\n".join(lines) + "\n") == expected, (keep, drop)
+        assert [kept[pos] for pos in words] == expected, (keep, drop)
+        # A context id is decided by the part of speech left-id.def gives it.
+        for context_id in ("1", "100", "4792", "5146"):
+            assert kept[context_id] == pos_is_kept(pos_of[context_id], keep, drop)
+    assert pos_of["4792"] == "名詞-固有名詞-地名-一般"  # as MeCab prints 東京 (test below)
+
+
+def test_left_context_ids_name_the_part_of_speech_mecab_prints():
+    pos_of = left_id_pos()
+    assert len(pos_of) > 5000
+    assert pos_of["0"] == "BOS/EOS"
+    # Words MeCab knows print their left context id; their features must name the same part
+    # of speech, or extraction by id would keep other words than extraction by features.
+    text = "東京タワーに行った。三つの記事を読み、写真を撮影する。"
+    with_pos, with_id = (
+        tokenize_module._make_tagger(None, id_column=c).parse(text).split("\t")
+        for c in (False, True)
+    )
+    assert with_pos[0:-1:2] == with_id[0:-1:2]
+    assert len(with_id) > 20 and "東京" in with_id
+    assert [pos_of[i] for i in with_id[1::2]] == with_pos[1::2]
+
+
+@pytest.mark.parametrize(
+    "keep, drop",
+    [
+        (("名詞",), ("名詞-数詞",)),
+        (("名詞", "動詞"), ()),
+        (("名詞-固有名詞",), ("名詞-固有名詞-人名",)),
+    ],
+)
+def test_terms_by_context_id_equal_terms_by_printed_part_of_speech(keep, drop):
+    """The fast path (ids) and the plain one (MeCab prints every word's part of speech, as with
+    a user dictionary) give the same terms on real text, unknown words and symbols included."""
+    settings = TokenizerSettings(keep_pos=keep, drop_pos=drop)
+    fast, plain = Tokenizer(settings), Tokenizer(settings)
+    plain._tagger = tokenize_module._make_tagger(None, id_column=False)
+    texts = [clean_text(e["title"] + "\n" + e["body"]) for e in sample_entries()]
+    texts.append("ｱｲｳｴｵ ＴｅｎｓｏｒＦｌｏｗ 𠮷野家で佐藤さんと2024年に会った ★☆ ㈱ ⅲ Ω√ 😀 #タグ")
+    found = [fast.terms(t) for t in texts]
+    assert found == [plain.terms(t) for t in texts]
+    assert sum(map(len, found)) > 5  # not vacuous: proper nouns only find a few
 
 
 def test_term_counts_equal_counting_terms():
