@@ -98,20 +98,6 @@ class Neighbours:
         return len(self.source)
 
 
-def top_k_of_row(
-    candidates: np.ndarray, scores: np.ndarray, *, top_k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``top_k`` best (candidate, score) by score desc then candidate asc. Pure function."""
-    if len(scores) > top_k:
-        # argpartition finds the k-th best score; everything at least that good competes, so
-        # ties at the boundary are settled by the sort below, not by argpartition's whim.
-        threshold = np.partition(scores, len(scores) - top_k)[len(scores) - top_k]
-        competing = scores >= threshold
-        candidates, scores = candidates[competing], scores[competing]
-    order = np.lexsort((candidates, -scores))[:top_k]
-    return candidates[order], scores[order]
-
-
 def top_k_neighbours(
     matrix: sp.csr_matrix,
     *,

@@ -6,10 +6,10 @@ from related.neighbours import (
     Pruning,
     _best_per_row,
     _kth_lower_bound,
+    _ranked,
     _Search,
     pair_scores,
     top_k_neighbours,
-    top_k_of_row,
 )
 from related.vectorize import l2_normalise_rows
 
@@ -189,12 +189,18 @@ def test_self_excluded_even_for_identical_entries_and_ties_by_index(mode):
     assert all(score <= 1.0 for _, _, score, _ in result)
 
 
-def test_top_k_of_row_boundary_ties_are_deterministic():
-    candidates = np.array([9, 3, 7, 1, 5])
-    scores = np.array([0.5, 0.5, 0.9, 0.5, 0.5])
-    best, best_scores = top_k_of_row(candidates, scores, top_k=3)
-    assert best.tolist() == [7, 1, 3]
-    assert best_scores.tolist() == [0.9, 0.5, 0.5]
+def test_ranking_boundary_ties_and_duplicate_pairs_are_deterministic():
+    # Every mode ends in _ranked: ties at the k-th place go to the lower index, whatever the
+    # order the pairs arrive in, and a pair found twice counts once.
+    source = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    target = np.array([9, 3, 7, 1, 5, 3, 4, 2])
+    score = np.array([0.5, 0.5, 0.9, 0.5, 0.5, 0.5, 0.2, 0.2])
+    for order in (np.arange(8), np.arange(8)[::-1]):
+        ranked = _ranked(source[order], target[order], score[order], top_k=3)
+        assert ranked.source.tolist() == [0, 0, 0, 1, 1]
+        assert ranked.target.tolist() == [7, 1, 3, 2, 4]
+        assert ranked.score.tolist() == [0.9, 0.5, 0.5, 0.2, 0.2]
+        assert ranked.rank.tolist() == [1, 2, 3, 1, 2]
 
 
 @pytest.mark.parametrize("mode", ["exact", "pruned"])
