@@ -13,8 +13,11 @@ copied, or loaded into a new database on RELATED_TEST_POSTGRES_URL's server), th
    and check that both result tables hold exactly the same rows.
 
 Every run is a subprocess (`python -m related run --format json`, start-up included) under
-/usr/bin/time for its peak RSS. Prints one table row per size and backend: medians over the
-rounds, ratios measured in the same rounds. Scratch files and databases are removed.
+/usr/bin/time for its peak RSS. Each round also times the end-to-end goal's baseline: MeCab's
+own command-line tool (Debian's `mecab`, if installed) tokenising the same text, cleaned titles
+and bodies as `clean_text` leaves them, split into two halves run side by side (2 processes).
+Prints one table row per size and backend: medians over the rounds, ratios measured in the
+same rounds. Scratch files and databases are removed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench_run import mecab_command  # noqa: E402 (bench/ is the script's directory)
+
+from related.text import clean_text  # noqa: E402
+
 CACHE = ROOT / "bench" / ".cache"
 ADMIN = os.environ.get("RELATED_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 EDIT = "<p>追記：この記事の内容は新しい版に合わせて更新しました。</p>"
@@ -122,6 +130,24 @@ def run(url: str, *args: str) -> tuple[float, float, dict]:
     return seconds, peak_kb / 1e6, json.loads(done.stdout)
 
 
+def mecab_cli_two_processes(db: Scratch, workdir: Path) -> float | None:
+    """Wall seconds of the MeCab CLI over the cleaned text in two halves, side by side."""
+    command = mecab_command()
+    if command is None:
+        return None
+    texts = [clean_text(t) for row in db.execute("SELECT title, body FROM entries") for t in row]
+    middle = len(texts) // 2
+    halves = [workdir / "half0.txt", workdir / "half1.txt"]
+    for path, part in zip(halves, (texts[:middle], texts[middle:]), strict=True):
+        path.write_text("\n".join(part) + "\n", encoding="utf-8")
+    del texts
+    started = time.perf_counter()
+    processes = [subprocess.Popen([*command, str(path)]) for path in halves]
+    if any(p.wait() for p in processes):
+        sys.exit("mecab failed")
+    return time.perf_counter() - started
+
+
 def measure(backend: str, n: int, rounds: int, changed: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="related-incremental-") as workdir:
         db = Scratch(backend, n, Path(workdir))
@@ -129,7 +155,7 @@ def measure(backend: str, n: int, rounds: int, changed: float) -> dict:
             first, first_rss, _ = run(db.url)
             cache_mb = db.size_of_cache()
             every = round(1 / changed)
-            incremental, full, stages, checks = [], [], [], []
+            incremental, full, stages, checks, cli = [], [], [], [], []
             for r in range(rounds):
                 db.execute(
                     "UPDATE entries SET body = body || %s WHERE id %% %s = %s",
@@ -137,6 +163,7 @@ def measure(backend: str, n: int, rounds: int, changed: float) -> dict:
                 )
                 inc = run(db.url)
                 base = run(db.url, "--no-token-cache", "--results-table", "full_results")
+                cli.append(mecab_cli_two_processes(db, Path(workdir)))
                 incremental.append(inc)
                 full.append(base)
                 stages.append(inc[2]["seconds"])
@@ -149,6 +176,7 @@ def measure(backend: str, n: int, rounds: int, changed: float) -> dict:
             db.drop()
     inc_s = statistics.median(s for s, _, _ in incremental)
     full_s = statistics.median(s for s, _, _ in full)
+    cli_s = statistics.median(cli) if None not in cli else None
     return {
         "backend": backend,
         "entries": n,
@@ -156,6 +184,11 @@ def measure(backend: str, n: int, rounds: int, changed: float) -> dict:
         "full run, no cache s": full_s,
         "1% edited, with cache s": inc_s,
         "ratio": inc_s / full_s,
+        "mecab CLI x2 s": cli_s,
+        # Per round, then the median: each full run against the CLI timed next to it.
+        "full / CLI x2": (
+            statistics.median(f[0] / c for f, c in zip(full, cli, strict=True)) if cli_s else None
+        ),
         "cache hits": hits,
         "identical results": all(checks),
         "cache MB": cache_mb,
@@ -185,16 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "| entries | database | first run (writes cache) | full run, no cache | "
         f"{args.changed:.0%} edited, cached | ratio | cache hits | same rows | cache size | "
-        "peak RSS full / cached |"
+        "peak RSS full / cached | MeCab CLI x2 | full run / CLI x2 |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for r in results:
         full_rss, inc_rss = r["peak RSS GB full / cached"]
+        cli_s, versus = r["mecab CLI x2 s"], r["full / CLI x2"]
         print(
             f"| {r['entries']:,} | {r['backend']} | {r['first run (cache written) s']:.1f} s | "
             f"{r['full run, no cache s']:.1f} s | {r['1% edited, with cache s']:.1f} s | "
             f"{r['ratio']:.2f} | {r['cache hits']:,} | {'yes' if r['identical results'] else 'NO'} "
-            f"| {r['cache MB']:.0f} MB | {full_rss:.2f} / {inc_rss:.2f} GB |"
+            f"| {r['cache MB']:.0f} MB | {full_rss:.2f} / {inc_rss:.2f} GB | "
+            + (f"{cli_s:.1f} s | {versus:.2f} |" if cli_s else "no mecab | |")
         )
     print()
     for r in results:
