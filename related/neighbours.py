@@ -208,6 +208,9 @@ class _Search:
 
         def rare_scores(part: tuple[np.ndarray, np.ndarray]) -> None:
             approx, sources = part
+            # The sources' rare columns are cut out again per part rather than kept from
+            # _split_columns: 0.65 s in all at 100k entries, where keeping them would cost
+            # 41 MB (5 M values) on top of the memory goal's margin (bench/).
             (_float32_columns(matrix[sources], is_rare) @ rare_t).toarray(out=approx)
 
         def candidates(part: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -271,8 +274,7 @@ class _Search:
             # Sparse, not a dense b x n block: at a low df ceiling most cells are zero, and
             # every pass over n columns per row would cost more than the product itself.
             partial = strong[block] @ strong_t
-            counts = np.diff(partial.indptr)
-            rows = np.repeat(np.arange(b), counts)
+            rows = _value_rows(partial)
             targets, values = partial.indices, partial.data
             values[targets == block[rows]] = 0  # an entry is not its own candidate
             chosen = _best_per_row(partial.indptr, rows, targets, values, per_row)
@@ -353,9 +355,7 @@ def pair_scores(matrix: sp.csr_matrix, source: np.ndarray, target: np.ndarray) -
     lookup[columns] = np.arange(1, len(columns) + 1)
     width = len(columns) + 1
     dense = np.zeros((len(sources), width))
-    dense[np.repeat(np.arange(len(sources)), np.diff(rows.indptr)), lookup[rows.indices]] = (
-        rows.data
-    )
+    dense[_value_rows(rows), lookup[rows.indices]] = rows.data
     targets = matrix[target]
     cells = lookup[targets.indices]
     cells += np.repeat(local.astype(np.int64) * width, np.diff(targets.indptr))
@@ -384,7 +384,7 @@ def _split_columns(matrix: sp.csr_matrix, is_dense: np.ndarray) -> tuple[np.ndar
     # Small chunks: their index temporaries (~40 bytes per nonzero) would otherwise be this
     # function's peak, above the dense copy, at 10k entries.
     for part in _row_chunks(matrix, 1024):
-        rows = np.repeat(np.arange(part.shape[0], dtype=np.int32), np.diff(part.indptr))
+        rows = _value_rows(part)
         in_dense = is_dense[part.indices]
         block = dense[start : start + part.shape[0]]
         block[rows[in_dense], dense_column[part.indices[in_dense]]] = part.data[in_dense]
@@ -398,7 +398,7 @@ def _split_columns(matrix: sp.csr_matrix, is_dense: np.ndarray) -> tuple[np.ndar
 def _float32_columns(rows: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     """``rows`` in float32 with only the columns where ``keep`` is True (same shape)."""
     kept = keep[rows.indices]
-    row_of = np.repeat(np.arange(rows.shape[0], dtype=np.int32), np.diff(rows.indptr))
+    row_of = _value_rows(rows)
     return sp.csr_matrix(
         (
             rows.data[kept].astype(np.float32),
@@ -520,7 +520,7 @@ def _strong_terms(matrix: sp.csr_matrix, df: np.ndarray, pruning: Pruning, n: in
     usable = (df >= 2) & (df <= max(pruning.min_ceiling, pruning.max_df * n))
     parts = []
     for part in _row_chunks(matrix):
-        rows = np.repeat(np.arange(part.shape[0], dtype=np.int32), np.diff(part.indptr))
+        rows = _value_rows(part)
         ok = usable[part.indices] & (part.data != 0)
         rows, columns, weights = rows[ok], part.indices[ok], part.data[ok]
         order = np.lexsort((columns, -weights, rows))
@@ -542,6 +542,11 @@ def _row_chunks(matrix: sp.csr_matrix, size: int = 8192) -> Iterator[sp.csr_matr
     """Row slices, so per-nonzero temporaries stay small at any corpus size."""
     for start in range(0, matrix.shape[0], size):
         yield matrix[start : start + size]
+
+
+def _value_rows(matrix: sp.csr_matrix) -> np.ndarray:
+    """The row of each stored value of a CSR matrix (int32: half the memory of int64)."""
+    return np.repeat(np.arange(matrix.shape[0], dtype=np.int32), np.diff(matrix.indptr))
 
 
 def _indptr(rows: np.ndarray, n: int) -> np.ndarray:
