@@ -109,15 +109,28 @@ def mecab_command() -> list[str] | None:
     return [binary, "-r", f"{dicdir}/mecabrc", "-d", dicdir, "-o", "/dev/null"]
 
 
+def write_halves(texts: list[str], workdir: Path) -> list[Path]:
+    """The texts, one per line, in two files of half the texts each (the CLI x2 baseline)."""
+    halves = [workdir / "half0.txt", workdir / "half1.txt"]
+    middle = len(texts) // 2
+    for path, part in zip(halves, (texts[:middle], texts[middle:]), strict=True):
+        path.write_text("\n".join(part) + "\n", encoding="utf-8")
+    return halves
+
+
+def run_side_by_side(command: list[str], files: list[Path]) -> None:
+    """``command FILE`` for every file at once, one process each; fails if any fails."""
+    processes = [subprocess.Popen([*command, str(path)]) for path in files]
+    if any([p.wait() for p in processes]):
+        sys.exit(f"{command[0]} failed")
+
+
 def bench_tokenize(entries, runs: int, workers: int, workdir: Path) -> tuple[list[Case], list]:
     settings = TokenizerSettings()
     texts = [clean_text(t) for e in entries for t in (e.title, e.body)]
     text_file = workdir / "clean.txt"
     text_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    halves = [workdir / "half0.txt", workdir / "half1.txt"]
-    middle = len(texts) // 2
-    for path, part in zip(halves, (texts[:middle], texts[middle:]), strict=True):
-        path.write_text("\n".join(part) + "\n", encoding="utf-8")
+    halves = write_halves(texts, workdir)
     megabytes = text_file.stat().st_size / 1e6
 
     command = mecab_command()
@@ -145,12 +158,7 @@ def bench_tokenize(entries, runs: int, workers: int, workdir: Path) -> tuple[lis
                 cases["mecab CLI"], lambda: subprocess.run([*command, str(text_file)], check=True)
             )
 
-            def two() -> None:
-                procs = [subprocess.Popen([*command, str(p)]) for p in halves]
-                for proc in procs:
-                    proc.wait()
-
-            timed(cases["mecab CLI x2"], two)
+            timed(cases["mecab CLI x2"], lambda: run_side_by_side(command, halves))
         tagger = MeCab.Tagger(f'-r "{dicdir}/mecabrc" -d "{dicdir}"')
         timed(cases["Tagger.parse"], lambda t=tagger: [t.parse(x) for x in texts])
         nouns = Tokenizer(settings)

@@ -40,7 +40,7 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench_run import mecab_command  # noqa: E402 (bench/ is the script's directory)
+from bench_run import mecab_command, run_side_by_side, write_halves  # noqa: E402 (bench/)
 
 from related.text import clean_text  # noqa: E402
 
@@ -136,15 +136,10 @@ def mecab_cli_two_processes(db: Scratch, workdir: Path) -> float | None:
     if command is None:
         return None
     texts = [clean_text(t) for row in db.execute("SELECT title, body FROM entries") for t in row]
-    middle = len(texts) // 2
-    halves = [workdir / "half0.txt", workdir / "half1.txt"]
-    for path, part in zip(halves, (texts[:middle], texts[middle:]), strict=True):
-        path.write_text("\n".join(part) + "\n", encoding="utf-8")
+    halves = write_halves(texts, workdir)
     del texts
     started = time.perf_counter()
-    processes = [subprocess.Popen([*command, str(path)]) for path in halves]
-    if any(p.wait() for p in processes):
-        sys.exit("mecab failed")
+    run_side_by_side(command, halves)
     return time.perf_counter() - started
 
 
