@@ -247,10 +247,20 @@ class _Search:
         self, rows: np.ndarray, on_rows: Callable[[int], None] | None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Any sign of data: the float64 sparse product of each block, ranked vectorised."""
-        transposed = self.matrix.T.tocsr()
+        if len(rows) <= self.block_rows:
+            # One block (pruned mode's few leftover rows): every row times the block's rows
+            # is one pass over the matrix, cheaper than transposing it (0.5 s at 100k
+            # entries). The same products summed in the same column order: bit for bit equal.
+            def product_of(block: np.ndarray) -> sp.coo_matrix:
+                return (self.matrix @ self.matrix[block].T).T.tocoo()
+        else:
+            transposed = self.matrix.T.tocsr()
+
+            def product_of(block: np.ndarray) -> sp.coo_matrix:
+                return (self.matrix[block] @ transposed).tocoo()
 
         def work(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            product = (self.matrix[block] @ transposed).tocoo()
+            product = product_of(block)
             source = block[product.row].astype(np.int64)
             keep = (product.col != source) & (product.data > 0) & (product.data >= self.min_score)
             source, target, score = source[keep], product.col[keep], product.data[keep]
@@ -275,9 +285,13 @@ class _Search:
             # every pass over n columns per row would cost more than the product itself.
             partial = strong[block] @ strong_t
             rows = _value_rows(partial)
-            targets, values = partial.indices, partial.data
-            values[targets == block[rows]] = 0  # an entry is not its own candidate
-            chosen = _best_per_row(partial.indptr, rows, targets, values, per_row)
+            # An entry is not its own candidate. Its best per_row + 1 hold its per_row best
+            # others whether or not they hold itself, so itself is dropped from those few
+            # rather than looked for among all of the product's values (2 s of CPU at 100k).
+            chosen = _best_per_row(partial.indptr, rows, partial.indices, partial.data, per_row + 1)
+            chosen = chosen[partial.indices[chosen] != block[rows[chosen]]]
+            chosen = chosen[_rank_within(rows[chosen]) < per_row]
+            targets = partial.indices
             short = block[np.bincount(rows[chosen], minlength=b) < self.top_k]
             # Every candidate pair is held until all are scored: 32-bit rows halve that.
             index = np.int32 if self.n < 2**31 else np.int64
@@ -350,15 +364,18 @@ def pair_scores(matrix: sp.csr_matrix, source: np.ndarray, target: np.ndarray) -
     sources, local = np.unique(source, return_inverse=True)
     rows = matrix[sources]
     columns = np.unique(rows.indices)
-    # Local column of every term: 1.. for the sources' terms, 0 (always zero) for the rest.
-    lookup = np.zeros(matrix.shape[1], dtype=np.int64)
-    lookup[columns] = np.arange(1, len(columns) + 1)
     width = len(columns) + 1
+    # Cell numbers in 32 bits where they fit: the passes over the gathered target rows are
+    # memory-bound, and 32-bit cells made scoring ~15% faster at 100k entries.
+    cell = np.int32 if len(sources) * width < 2**31 else np.int64
+    # Local column of every term: 1.. for the sources' terms, 0 (always zero) for the rest.
+    lookup = np.zeros(matrix.shape[1], dtype=cell)
+    lookup[columns] = np.arange(1, width, dtype=cell)
     dense = np.zeros((len(sources), width))
     dense[_value_rows(rows), lookup[rows.indices]] = rows.data
     targets = matrix[target]
     cells = lookup[targets.indices]
-    cells += np.repeat(local.astype(np.int64) * width, np.diff(targets.indptr))
+    cells += np.repeat(local.astype(cell) * cell(width), np.diff(targets.indptr))
     gathered = sp.csr_matrix((targets.data, cells, targets.indptr), shape=(len(target), dense.size))
     return gathered @ dense.ravel()
 
@@ -475,7 +492,9 @@ def _best_per_row(
         padded = np.append(values, values.dtype.type(0))  # the last end may be len(values)
         maxima = np.maximum.reduceat(padded, bounds.ravel()).reshape(len(big), groups + 1)
         floor[big] = _kth_largest(maxima[:, :groups], k)
-    above = np.flatnonzero((values > 0) & (values >= floor[rows]))
+    # One comparison: a floor of at least the smallest positive value also keeps zeros out.
+    np.maximum(floor, np.nextafter(values.dtype.type(0), values.dtype.type(1)), out=floor)
+    above = np.flatnonzero(values >= floor[rows])
     order = np.lexsort((columns[above], -values[above], rows[above]))
     return above[order[_rank_within(rows[above][order]) < k]]
 

@@ -159,6 +159,25 @@ def test_pruned_mode_falls_back_to_exact_for_rows_without_candidates():
     assert_same(result, brute_force(matrix, 2))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_sparse_gives_a_few_rows_the_same_scores_as_all_rows(seed):
+    # A few rows (pruned mode's leftovers) are multiplied by every row, without transposing
+    # the matrix; many rows take the transposed product. Same pairs, same scores, bit for bit.
+    matrix = zipf_tfidf(seed, n=300, clusters=10)
+    matrix.data[::7] *= -1  # any sign: the sparse path, not the float32 bound
+    search = _Search(matrix, top_k=6, min_score=0.0, block_cells=3000, workers=1)  # 10-row blocks
+
+    def scores(rows: np.ndarray) -> dict:
+        parts = search._exact_sparse(rows, None)  # (sources, targets, scores) per block
+        return {(s, t): v for part in parts for s, t, v in zip(*part, strict=True)}
+
+    few = [3, 40, 41, 299]
+    assert len(few) <= search.block_rows
+    got = scores(np.array(few))
+    assert got == {pair: v for pair, v in scores(np.arange(300)).items() if pair[0] in few}
+    assert len(got) == 6 * len(few)
+
+
 def test_unknown_mode_and_bad_pruning_are_clear_errors():
     with pytest.raises(
         ValueError, match="Unknown neighbour mode 'fast'. Use one of: exact, pruned"
