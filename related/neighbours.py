@@ -291,11 +291,10 @@ class _Search:
             chosen = _best_per_row(partial.indptr, rows, partial.indices, partial.data, per_row + 1)
             chosen = chosen[partial.indices[chosen] != block[rows[chosen]]]
             chosen = chosen[_rank_within(rows[chosen]) < per_row]
-            targets = partial.indices
             short = block[np.bincount(rows[chosen], minlength=b) < self.top_k]
             # Every candidate pair is held until all are scored: 32-bit rows halve that.
             index = np.int32 if self.n < 2**31 else np.int64
-            return block[rows[chosen]].astype(index), targets[chosen].astype(index), short
+            return block[rows[chosen]].astype(index), partial.indices[chosen].astype(index), short
 
         everything = np.arange(self.n)
         # The progress bar counts rows: finding candidates takes ~40% of the time (bench/, 100k
