@@ -12,8 +12,8 @@ from related.sample import sample_entries
 from related.text import clean_text
 from related.token_cache import count_entries
 from related.tokenize import (
-    KeptColumn,
     Tokenizer,
+    kept_words_pattern,
     left_id_pos,
     normalise_term,
     pos_is_kept,
@@ -73,15 +73,20 @@ def test_symbols_only_and_odd_unicode_give_no_terms_without_failing():
     assert counts == [Counter(), Counter()]
 
 
-def test_kept_column_follows_prefix_rules_for_parts_of_speech_and_context_ids():
-    words = [
+def test_kept_words_follow_prefix_rules_for_parts_of_speech_and_context_ids():
+    pos_of = left_id_pos()
+    # Columns as MeCab prints them: parts of speech (unknown words) and context ids, among
+    # them ids that are prefixes of others (47 / 4792) and one that is not in left-id.def.
+    columns = [
         "名詞-固有名詞-地名-一般",
         "名詞-数詞",
         "動詞-一般",
         "名詞-普通名詞-一般",
         "助詞-格助詞",
         "補助記号-括弧開",
+        *("1", "47", "100", "4792", "5146", "4794", "99999"),
     ]
+    output = "".join(f"\t{column} w{n}" for n, column in enumerate(columns))
     cases = [
         (("名詞",), ("名詞-数詞",)),
         (("名詞", "動詞"), ()),
@@ -89,17 +94,22 @@ def test_kept_column_follows_prefix_rules_for_parts_of_speech_and_context_ids():
         ((), ()),
         (("補助記号-括弧開",), ()),
     ]
-    pos_of = left_id_pos()
     for keep, drop in cases:
-        kept = KeptColumn(keep, drop)
-        expected = [
-            pos.startswith(keep) and not any(pos.startswith(d) for d in drop) for pos in words
-        ]
-        assert [kept[pos] for pos in words] == expected, (keep, drop)
         # A context id is decided by the part of speech left-id.def gives it.
-        for context_id in ("1", "100", "4792", "5146"):
-            assert kept[context_id] == pos_is_kept(pos_of[context_id], keep, drop)
+        expected = [
+            f"w{n}"
+            for n, column in enumerate(columns)
+            if pos_is_kept(pos_of.get(column, "") if column.isdigit() else column, keep, drop)
+        ]
+        assert kept_words_pattern(keep, drop).findall(output) == expected, (keep, drop)
     assert pos_of["4792"] == "名詞-固有名詞-地名-一般"  # as MeCab prints 東京 (test below)
+    # Not vacuous: nouns by part of speech (w0, w3) and by id (4792, 5146), numbers dropped.
+    assert kept_words_pattern(("名詞",), ("名詞-数詞",)).findall(output) == [
+        "w0",
+        "w3",
+        "w9",
+        "w10",
+    ]
 
 
 def test_left_context_ids_name_the_part_of_speech_mecab_prints():
@@ -110,12 +120,13 @@ def test_left_context_ids_name_the_part_of_speech_mecab_prints():
     # of speech, or extraction by id would keep other words than extraction by features.
     text = "東京タワーに行った。三つの記事を読み、写真を撮影する。"
     with_pos, with_id = (
-        tokenize_module._make_tagger(None, id_column=c).parse(text).split("\t")
-        for c in (False, True)
+        # "TAB column SPACE surface" per word -> [(column, surface), ...]
+        [word.split(" ", 1) for word in tagger.parse(text).split("\t")[1:]]
+        for tagger in (tokenize_module._make_tagger(None, id_column=c) for c in (False, True))
     )
-    assert with_pos[0:-1:2] == with_id[0:-1:2]
-    assert len(with_id) > 20 and "東京" in with_id
-    assert [pos_of[i] for i in with_id[1::2]] == with_pos[1::2]
+    assert [surface for _, surface in with_pos] == [surface for _, surface in with_id]
+    assert len(with_id) > 10 and ["4792", "東京"] in with_id
+    assert [pos_of[i] for i, _ in with_id] == [pos for pos, _ in with_pos]
 
 
 @pytest.mark.parametrize(
