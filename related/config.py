@@ -23,7 +23,7 @@ from typing import Any
 from related.errors import ConfigError
 
 ENV_PREFIX = "RELATED_"
-PRESETS = ("lokka",)
+PRESETS = ("lokka", "wordpress")  # related.presets.PRESETS (a test keeps them equal)
 RESULT_LAYOUTS = ("related", "lokka")
 # "auto" plus related.neighbours.MODES (a test keeps them equal). Below AUTO_PRUNED_FROM
 # entries exact search takes seconds, and pruning would cost ~1% nDCG@10 (bench/quality).
@@ -41,7 +41,12 @@ class SourceSettings:
     """Where entries come from: a table (with optional columns), a preset or a SQL query."""
 
     preset: str | None = _setting(
-        None, "A known blog schema: 'lokka' (Lokka's entries + categories tables)."
+        None,
+        "A known blog schema: 'lokka' (Lokka's entries + categories tables) or 'wordpress' "
+        "(published posts of wp_posts, with their tags and categories).",
+    )
+    table_prefix: str = _setting(
+        "wp_", "Table name prefix of the wordpress preset (WordPress's $table_prefix)."
     )
     source_table: str = _setting("entries", "Table holding the entries.")
     id_column: str = _setting("id", "Entry id column (integer or text; its type is kept).")
@@ -448,6 +453,7 @@ def validate_settings(settings: Settings) -> None:
                 validate_identifier(value, name)
     elif not src.source_query.strip():
         raise ConfigError("source_query is empty. Give a SELECT or unset it to read source_table.")
+    validate_identifier(src.table_prefix + "posts", "table_prefix")
     if not src.tags_separator:
         raise ConfigError("tags_separator must not be empty.")
     validate_identifier(settings.output.results_table, "results_table", qualified=True)

@@ -335,11 +335,15 @@ def run_job(
         report = RunReport(database=db.display_url, results_table=layout.table, dry_run=dry_run)
         report.settings_fingerprint = settings_fingerprint(settings)
         if dry_run:
+            # Checks only: a dry run creates nothing, not even the run log.
+            db.prepare(settings.output, token_cache=settings.run.token_cache, create=False)
             related = _read_and_compute(db, settings, report, timer, progress)
             with timer.stage("diff"):
                 report.diff = diff_results(db.read_results(layout) or [], related.rows)
         else:
             with db.run_lock(layout.table, settings.run):
+                # The job's tables, made or checked before anything is read or tokenised.
+                db.prepare(settings.output, token_cache=settings.run.token_cache, create=True)
                 _locked_run(db, settings, report, timer, progress, force=force)
     seconds["total"] = round(time.perf_counter() - started, 3)
     report.seconds = seconds
@@ -412,6 +416,9 @@ def _locked_run(
 
     try:
         entries = _read(db, settings, report, timer)
+        # The results table's id columns take the source's id type: made or checked now, not
+        # after minutes of work (and never inside the publishing transaction).
+        db.ensure_results_table(layout, entries.id_type)
         last = db.last_successful_run(runs_table, layout.table)
         if not force and last is not None and _unchanged(db, layout, report, last):
             report.skipped = f"nothing changed since run {last.run_id} ({last.finished_at})"

@@ -230,9 +230,10 @@ def test_hostile_names_are_rejected_before_any_sql(invoke, pg_url):
 
 
 def test_valid_names_are_still_quoted_so_reserved_words_work(invoke, pg_url, sample_sqlite):
-    from related.db.postgres import table_identifier
+    from related.db import connect
 
-    assert table_identifier("blog.order").as_string(None) == '"blog"."order"'
+    with connect(pg_url) as db:
+        assert db.dialect.quote("blog.order") == '"blog"."order"'
     load_sample_into_postgres(pg_url)
     for url in (pg_url, sample_sqlite):
         result = invoke("run", "--database-url", url, "--results-table", "order", "--top-k", "1")

@@ -233,11 +233,11 @@ def test_null_empty_symbol_and_invalid_utf8_entries_warn_and_still_run(invoke, t
 
 
 def test_unsupported_scheme_missing_file_and_no_url(invoke, tmp_path):
-    result = invoke("run", "--database-url", "mysql://root:hunter2@localhost/blog")
+    result = invoke("run", "--database-url", "oracle://root:hunter2@localhost/blog")
     assert result.exit_code == 2
     assert result.stderr == (
-        "Error: Unsupported database URL scheme 'mysql' in 'mysql://root:***@localhost/blog'. "
-        "Use sqlite:///path.db or postgresql://user@host/dbname.\n"
+        "Error: Unsupported database URL scheme 'oracle' in 'oracle://root:***@localhost/blog'. "
+        "Use sqlite:///path.db, postgresql://user@host/dbname or mysql://user@host/dbname.\n"
     )
     result = invoke("run", "--database-url", "sqlite:///missing.db")
     assert result.exit_code == 2 and "SQLite database missing.db does not exist" in result.stderr
