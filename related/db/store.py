@@ -111,8 +111,7 @@ class Store:
             raise self._error(exc, context, query_hint=query_hint) from None
 
     def _error(self, exc: BaseException, context: str, *, query_hint: str = "") -> RelatedError:
-        text = str(exc).strip()
-        detail = scrub(text.splitlines()[0] if text else type(exc).__name__, self.url)
+        detail = scrub(self.dialect.describe(exc), self.url)
         failure = DriverFailure(self.dialect.classify(exc), detail)
         return translate(
             failure, context, run=self.run, query_hint=query_hint, backend=self.backend

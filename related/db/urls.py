@@ -77,7 +77,14 @@ def sqlite_path(url: str) -> Path:
 _MYSQL_SSL = ("ssl_ca", "ssl_cert", "ssl_key")
 _MYSQL_FLAGS = ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 _MYSQL_SECONDS = ("connect_timeout", "read_timeout", "write_timeout")
-MYSQL_PARAMETERS = (*_MYSQL_SSL, *_MYSQL_FLAGS, *_MYSQL_SECONDS, "unix_socket", "password")
+MYSQL_PARAMETERS = (
+    *_MYSQL_SSL,
+    *_MYSQL_FLAGS,
+    *_MYSQL_SECONDS,
+    "unix_socket",
+    "password",
+    "init_command",  # a statement run once at connect, e.g. SET SESSION sql_mode = '...'
+)
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,12 @@ class Dialect(ABC):
     @abstractmethod
     def classify(self, exc: BaseException) -> Problem: ...
 
+    @staticmethod
+    def describe(exc: BaseException) -> str:
+        """The driver's message for ``exc`` as one readable line (before scrubbing)."""
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+
     @property
     def usable(self) -> bool:
         """False once the connection is known to be broken (no cleanup is tried on it)."""

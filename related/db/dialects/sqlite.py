@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import IO, Any
@@ -61,6 +62,12 @@ class SQLiteDialect(Dialect):
                 ) from None
             raise DatabaseError(f"Cannot open SQLite database {self.path}: {exc}.") from None
         self._locks: dict[str, IO[bytes]] = {}
+
+    def _past_deadline(self) -> bool:
+        return time.monotonic() > self._deadline
+
+    def _started(self) -> None:
+        self._deadline = time.monotonic() + (self.run.statement_timeout or float("inf"))
 
     def close(self) -> None:
         for handle in self._locks.values():
@@ -124,9 +131,11 @@ class SQLiteDialect(Dialect):
         return contextlib.closing(self.conn.cursor())
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        self._started()
         return self.conn.execute(statement, tuple(map(_param, params))).rowcount
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._started()
         return self.conn.execute(statement, tuple(map(_param, params))).fetchall()
 
     def insert_returning_id(self, statement: str, params: Sequence[Any], column: str) -> int:
@@ -136,6 +145,7 @@ class SQLiteDialect(Dialect):
     def stream(
         self, statement: str, params: Sequence[Any] = (), *, binary: bool = False
     ) -> Iterator[Streamed]:
+        self._started()
         cursor = self.conn.execute(statement, tuple(params))
         try:
             columns = [d[0].lower() for d in cursor.description or ()]
@@ -152,6 +162,7 @@ class SQLiteDialect(Dialect):
         statement = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         )
+        self._started()
         if self.conn.in_transaction:
             self.conn.executemany(statement, rows)
             return
@@ -172,20 +183,24 @@ class SQLiteDialect(Dialect):
     def transaction(self, *, immediate: bool = True) -> Iterator[None]:
         # BEGIN IMMEDIATE takes the write lock now, so a second writer waits here (up to the
         # busy timeout) instead of failing halfway; readers keep the old rows until COMMIT.
+        self._started()
         self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        self._started()
         self.conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
+        self._started()
         self.conn.execute("BEGIN")
         try:
             yield
         finally:
+            self._started()
             self.conn.execute("COMMIT")
 
     # -- one run at a time -------------------------------------------------------------------
@@ -218,6 +233,8 @@ class SQLiteDialect(Dialect):
             return Problem.READ_ONLY
         if "not a database" in text or "file is encrypted" in text:
             return Problem.NOT_A_DATABASE
+        if text == "interrupted":  # by the progress handler: statement_timeout
+            return Problem.STATEMENT_TIMEOUT
         if "database is locked" in text or "database table is locked" in text:
             return Problem.LOCK_TIMEOUT
         if "unable to open" in text or "disk i/o" in text:
