@@ -34,6 +34,47 @@ class DriverFailure:
     detail: str  # the driver's first line, passwords already scrubbed
 
 
+# What to do about each problem, and the error class (so the exit code) it becomes.
+_FIXES: dict[Problem, tuple[type[RelatedError], str]] = {
+    Problem.READ_ONLY: (
+        ConfigError,
+        "The database is read-only for this job, and related writes its results, run log and "
+        "token cache there: connect to a writable database (the primary, not a replica), give "
+        "the job's user write access, or use --dry-run to only compute.",
+    ),
+    Problem.NOT_A_DATABASE: (
+        ConfigError,
+        "Check DATABASE_URL: it must name a SQLite database file.",
+    ),
+    Problem.STATEMENT_TIMEOUT: (
+        DatabaseError,
+        "A statement ran longer than statement_timeout = {run.statement_timeout:g} s; raise it "
+        "with --statement-timeout or RELATED_STATEMENT_TIMEOUT (0 = no limit).",
+    ),
+    Problem.LOCK_TIMEOUT: (
+        DatabaseError,
+        "Another session held a lock the job needed for longer than db_lock_timeout = "
+        "{run.db_lock_timeout:g} s; retry, or raise --db-lock-timeout (RELATED_DB_LOCK_TIMEOUT).",
+    ),
+    Problem.CONNECTION_LOST: (
+        DatabaseError,
+        "The connection to the database was lost; nothing was published. Run again when the "
+        "server is back.",
+    ),
+    Problem.PERMISSION: (
+        ConfigError,
+        "Grant the job's user the privileges it needs (see examples/{privileges_example}).",
+    ),
+    Problem.QUERY: (SourceError, "{query_hint}"),
+    Problem.ENCODING: (
+        SourceError,
+        "The database sent text that is not valid in its declared encoding; store the entries "
+        "as UTF-8 (utf8mb4 on MySQL).",
+    ),
+    Problem.OTHER: (DatabaseError, ""),
+}
+
+
 def translate(
     failure: DriverFailure,
     context: str,
@@ -43,42 +84,8 @@ def translate(
     backend: str = "",
 ) -> RelatedError:
     """The project's error for ``failure`` while doing ``context`` ("Writing 'x' failed")."""
-    problem, detail = failure.problem, failure.detail.rstrip(".")
-    head = f"{context}: {detail}."
-    if problem is Problem.READ_ONLY:
-        return ConfigError(
-            f"{head} The database is read-only for this job, and related writes its results, "
-            "run log and token cache there: connect to a writable database (the primary, not a "
-            "replica), give the job's user write access, or use --dry-run to only compute."
-        )
-    if problem is Problem.NOT_A_DATABASE:
-        return ConfigError(f"{head} Check DATABASE_URL: it must name a SQLite database file.")
-    if problem is Problem.STATEMENT_TIMEOUT:
-        return DatabaseError(
-            f"{head} A statement ran longer than statement_timeout = {run.statement_timeout:g} s; "
-            "raise it with --statement-timeout or RELATED_STATEMENT_TIMEOUT (0 = no limit)."
-        )
-    if problem is Problem.LOCK_TIMEOUT:
-        return DatabaseError(
-            f"{head} Another session held a lock the job needed for longer than "
-            f"db_lock_timeout = {run.db_lock_timeout:g} s; retry, or raise --db-lock-timeout "
-            "(RELATED_DB_LOCK_TIMEOUT)."
-        )
-    if problem is Problem.CONNECTION_LOST:
-        return DatabaseError(
-            f"{head} The connection to the database was lost; nothing was published. Run again "
-            "when the server is back."
-        )
-    if problem is Problem.PERMISSION:
-        return ConfigError(
-            f"{head} Grant the job's user the privileges it needs (see "
-            f"examples/least-privilege{'-mysql' if backend == 'mysql' else ''}.sql)."
-        )
-    if problem is Problem.QUERY:
-        return SourceError(f"{head}{' ' + query_hint if query_hint else ''}")
-    if problem is Problem.ENCODING:
-        return SourceError(
-            f"{head} The database sent text that is not valid in its declared encoding; "
-            "store the entries as UTF-8 (utf8mb4 on MySQL)."
-        )
-    return DatabaseError(head)
+    error_class, fix = _FIXES[failure.problem]
+    privileges = "least-privilege-mysql.sql" if backend == "mysql" else "least-privilege.sql"
+    fix = fix.format(run=run, query_hint=query_hint, privileges_example=privileges)
+    message = f"{context}: {failure.detail.rstrip('.')}."
+    return error_class(f"{message} {fix}" if fix else message)
