@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 demo: venv ## Build the sample SQLite blog, run the job and print related entries
 	$(BIN)/related demo
 
-test: venv ## Run every test (needs PostgreSQL: RELATED_TEST_POSTGRES_URL, default local server)
+test: venv ## Run every test (needs PostgreSQL and MariaDB/MySQL: RELATED_TEST_POSTGRES_URL, RELATED_TEST_MYSQL_URL; default the local servers)
 	$(BIN)/python -m pytest
 
 lint: venv ## ruff on the code, hadolint on the Dockerfile

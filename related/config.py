@@ -169,12 +169,16 @@ class RunSettings:
         600.0, "Seconds to wait for another run to finish when wait_for_lock is true."
     )
     statement_timeout: float = _setting(
-        300.0, "PostgreSQL statement_timeout (seconds) for the job's own statements; 0 = none."
+        300.0,
+        "Longest a statement of the job may run, in seconds (PostgreSQL statement_timeout, "
+        "MariaDB max_statement_time, MySQL max_execution_time for SELECTs, SQLite through a "
+        "progress handler); 0 = none.",
     )
     db_lock_timeout: float = _setting(
         30.0,
         "Seconds a statement of the job may wait for a table or row lock (PostgreSQL "
-        "lock_timeout, SQLite busy timeout); 0 = no limit on PostgreSQL.",
+        "lock_timeout, MySQL innodb_lock_wait_timeout and lock_wait_timeout in whole seconds, "
+        "SQLite busy timeout); 0 = no limit on PostgreSQL and MySQL.",
     )
 
 
