@@ -438,6 +438,19 @@ def validate_identifier(value: str, setting: str, *, qualified: bool = False) ->
     return parts
 
 
+_TABLE_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+
+def validate_table_prefix(prefix: str) -> str:
+    """The wordpress preset's prefix goes into SQL as part of table names: checked like one."""
+    if not _TABLE_PREFIX.match(prefix):
+        raise ConfigError(
+            f"table_prefix = {prefix!r} is not a valid table name prefix: use letters, digits "
+            "and underscores, starting with a letter or underscore (WordPress's default: wp_)."
+        )
+    return prefix
+
+
 def validate_settings(settings: Settings) -> None:
     src = settings.source
     if src.preset is not None and src.preset not in PRESETS:
@@ -457,7 +470,7 @@ def validate_settings(settings: Settings) -> None:
                 validate_identifier(value, name)
     elif not src.source_query.strip():
         raise ConfigError("source_query is empty. Give a SELECT or unset it to read source_table.")
-    validate_identifier(src.table_prefix + "posts", "table_prefix")
+    validate_table_prefix(src.table_prefix)
     if not src.tags_separator:
         raise ConfigError("tags_separator must not be empty.")
     validate_identifier(settings.output.results_table, "results_table", qualified=True)

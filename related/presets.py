@@ -14,7 +14,7 @@ post has which). ``table_prefix`` replaces ``wp_``. Results go to ``related_entr
 
 from __future__ import annotations
 
-from related.config import validate_identifier
+from related.config import validate_table_prefix
 
 _LOKKA_SELECT = (
     "SELECT e.id AS id, e.title AS title, e.body AS body, e.frozen_tag_list AS tags, "
@@ -30,7 +30,8 @@ _LOKKA = {
     "mysql": _LOKKA_SELECT + "WHERE e.type = 'Post' AND (e.draft IS NULL OR e.draft = 0)",
 }
 
-# Each post's term names of one taxonomy, comma separated, in term order.
+# Each post's term names of one taxonomy, comma separated, sorted by name. (SQLite's
+# group_concat takes ORDER BY only from 3.44 on: there, the order it reads them in.)
 _JOIN_TERMS = {
     "postgresql": "string_agg(t.name, ',' ORDER BY t.name)",
     "sqlite": "group_concat(t.name, ',')",
@@ -62,6 +63,4 @@ def preset_query(preset: str, backend: str, table_prefix: str = "wp_") -> str:
     """The SELECT of ``preset`` for ``backend`` ('sqlite', 'postgresql' or 'mysql')."""
     if preset == "lokka":
         return _LOKKA[backend]
-    # The prefix is configuration, checked like a name before it goes into SQL.
-    validate_identifier(table_prefix + "posts", "table_prefix")
-    return _wordpress(backend, table_prefix)
+    return _wordpress(backend, validate_table_prefix(table_prefix))

@@ -267,8 +267,8 @@ class Store:
             available = self._columns(source.source_table)
             if available is None:
                 raise SourceError(
-                    f"Table {source.source_table!r} does not exist in {self.display_url}. "
-                    "Set source_table or source_query."
+                    f"Table {source.source_table!r} does not exist in {self.display_url}"
+                    f"{d.missing_table_hint}. Set source_table or source_query."
                 )
             check_source_columns(list(available), source, repr(source.source_table))
             select = ", ".join(

@@ -72,6 +72,7 @@ class Dialect(ABC):
         blob, timestamp, or the declared type itself when it is none of these."""
 
     table_options = ""  # appended to CREATE TABLE (MySQL: engine and character set)
+    missing_table_hint = ""  # why a table may look missing when it is not
 
     def fix_column_type(self, table: str, column: str, type_name: str) -> str:
         return f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {type_name}"
