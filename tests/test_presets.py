@@ -481,3 +481,38 @@ def test_wordpress_hostile_table_prefix_is_refused_before_any_sql(backend, invok
         )
         assert "Traceback" not in result.output
     assert backend.tables() == before  # x is still there, and not even the run log was created
+
+
+def test_wordpress_tags_are_never_cut_by_group_concat_max_len(mysql_url):
+    """MySQL 8 cuts GROUP_CONCAT at 1,024 bytes by default (MariaDB at 1 MB): the session the
+    job opens lifts it. The URL's init_command imposes MySQL 8's default first."""
+    from related.config import SourceSettings
+    from related.db import connect
+
+    backend = Backend("mysql", mysql_url)
+    load_wordpress(backend)
+    many = [f"タグ{i:03d}番目の名前" for i in range(60)]  # ~1.8 KB of tag names
+    first = 1000
+    insert(
+        backend,
+        "wp_terms",
+        ("term_id", "name", "slug"),
+        [(first + i, name, f"t{i}") for i, name in enumerate(many)],
+    )
+    insert(
+        backend,
+        "wp_term_taxonomy",
+        ("term_taxonomy_id", "term_id", "taxonomy", "description"),
+        [(first + i, first + i, "post_tag", "") for i in range(len(many))],
+    )
+    insert(
+        backend,
+        "wp_term_relationships",
+        ("object_id", "term_taxonomy_id"),
+        [(1, first + i) for i in range(len(many))],
+    )
+    url = mysql_url + "?init_command=SET%20SESSION%20group_concat_max_len%20%3D%201024"
+    with connect(url) as db:
+        entries = db.read_entries(SourceSettings(preset="wordpress"))
+    post = next(e for e in entries.items if e.id == 1)
+    assert set(many) <= set(post.tags)
