@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import astuple
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from related.config import OutputSettings, RunSettings, SourceSettings, validate_identifier
@@ -463,7 +464,10 @@ class Store:
             elif update.stale_keys:
                 d.delete_keys(rows, q("key"), update.stale_keys)
             d.bulk_insert(terms, [q("term_id"), q("term")], update.new_terms)
-            d.bulk_insert(rows, [q("key"), q("term_ids"), q("counts")], update.new_rows)
+            # In key order: the key is a hash, and rows inserted in hash order land all over a
+            # B-tree (InnoDB: 5x slower, half-empty pages).
+            new_rows = sorted(update.new_rows, key=itemgetter(0))
+            d.bulk_insert(rows, [q("key"), q("term_ids"), q("counts")], new_rows)
 
     # -- one run at a time, and the run log --------------------------------------------------
 
