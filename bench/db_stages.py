@@ -65,6 +65,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -693,7 +694,8 @@ def environment() -> str:
         f"- CPU: {cpu_model}, {os.cpu_count()} cores, {memory_gb:.0f} GB; "
         f"{platform.platform(terse=True)}\n"
         f"- Python {platform.python_version()}, psycopg {psycopg.__version__} "
-        f"({psycopg.pq.__impl__}, libpq {psycopg.pq.version()}), PyMySQL {pymysql.__version__} "
+        f"({psycopg.pq.__impl__}, libpq {psycopg.pq.version()}), "
+        f"PyMySQL {metadata.version('PyMySQL')} "
         f"(pure Python), sqlite3 {sqlite3.sqlite_version}, numpy {np.__version__}\n"
         f"- PostgreSQL {pg_version} ({pg}); MariaDB/MySQL {my_version} "
         f"(innodb_buffer_pool_size {int(pool) >> 20} MB, innodb_flush_log_at_trx_commit "
