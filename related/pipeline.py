@@ -455,6 +455,8 @@ def _locked_run(
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         with contextlib.suppress(Exception):  # the connection itself may be what failed
+            if isinstance(exc, KeyboardInterrupt):
+                db.recover()
             db.finish_run(outcome(status, scrub(str(exc) or type(exc).__name__, db.url)))
         raise
 

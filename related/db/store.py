@@ -504,6 +504,11 @@ class Store:
                 q("run_id"),
             )
 
+    def recover(self) -> None:
+        """After an interrupt: make the connection usable again to record the outcome."""
+        with self._translated("Reconnecting after the interrupt failed"):
+            self.dialect.recover()
+
     def finish_run(self, outcome: RunOutcome, write: WriteReport | None = None) -> None:
         with self._translated(f"Writing the run log {outcome.runs_table!r} failed"):
             self._finish_run(outcome, write)

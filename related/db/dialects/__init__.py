@@ -177,6 +177,10 @@ class Dialect(ABC):
         text = str(exc).strip()
         return text.splitlines()[0] if text else type(exc).__name__
 
+    def recover(self) -> None:  # noqa: B027 (nothing to do unless a driver needs it)
+        """Make the connection usable again after an interrupt (Ctrl-C) inside the driver, so
+        the run's outcome can still be recorded."""
+
     @property
     def usable(self) -> bool:
         """False once the connection is known to be broken (no cleanup is tried on it)."""

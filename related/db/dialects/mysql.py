@@ -101,29 +101,41 @@ def _param(value: Any) -> Any:
 class MySQLDialect(Dialect):
     name = "mysql"
     placeholder = "%s"
-    driver_errors = (pymysql.err.MySQLError,)
+    # UnicodeError: text that does not fit the connection's encoding, on either side.
+    driver_errors = (pymysql.err.MySQLError, UnicodeError)
     table_options = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
     # information_schema lists only the tables a user may use.
     missing_table_hint = " (or the job's user has no SELECT on it: MySQL hides such tables)"
 
     def __init__(self, url: str, run: RunSettings):
         super().__init__(url, run)
-        target = mysql_target(url)
-        self.database = target.database
+        self.target = mysql_target(url)
+        self.database = self.target.database
+        self._connect()
+
+    def _connect(self) -> None:
         try:
             self.conn = pymysql.connect(
-                database=target.database,
+                database=self.target.database,
                 charset="utf8mb4",
                 autocommit=True,  # transactions are explicit (transaction())
-                **target.connect_args,
+                **self.target.connect_args,
             )
         except pymysql.err.MySQLError as exc:
             raise DatabaseError(
-                f"Cannot connect to {self.display_url}: {scrub(self.describe(exc), url)}"
+                f"Cannot connect to {self.display_url}: {scrub(self.describe(exc), self.url)}"
             ) from None
         version = str(self.query("SELECT VERSION()")[0][0])
         self.mariadb = "mariadb" in version.lower()
-        self._set_session(run)
+        self._set_session(self.run)
+
+    def recover(self) -> None:
+        # Ctrl-C inside PyMySQL's read of a reply leaves the protocol out of step: nothing more
+        # can be said on that connection. Closing it makes the server roll back whatever it
+        # had open; a new one can record how the run ended.
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        self._connect()
 
     def _set_session(self, run: RunSettings) -> None:
         # MySQL 8 cuts GROUP_CONCAT (the wordpress preset's tags) at 1,024 bytes by default,
@@ -280,9 +292,15 @@ class MySQLDialect(Dialect):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        self.execute("START TRANSACTION")
         try:
+            self.execute("START TRANSACTION")
             yield
+        except KeyboardInterrupt:
+            # A ROLLBACK would first wait for the reply of the interrupted statement (up to
+            # db_lock_timeout if it waits on a lock); closing rolls back without the wait.
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            raise
         except BaseException:
             if self.usable:
                 with contextlib.suppress(pymysql.err.MySQLError):
@@ -318,13 +336,16 @@ class MySQLDialect(Dialect):
     @staticmethod
     def describe(exc: BaseException) -> str:
         if len(exc.args) >= 2 and isinstance(exc.args[0], int):
-            return f"{exc.args[1]} (MySQL error {exc.args[0]})"
+            text = exc.args[1] or "no reply from the server"
+            return f"{text} (MySQL error {exc.args[0]})"
         return str(exc) or type(exc).__name__
 
     def classify(self, exc: BaseException) -> Problem:
         number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         if number in _PROBLEMS:
             return _PROBLEMS[number]
+        if isinstance(exc, UnicodeError):
+            return Problem.ENCODING
         if isinstance(exc, pymysql.err.InterfaceError) or not self.usable:
             return Problem.CONNECTION_LOST
         if isinstance(exc, pymysql.err.ProgrammingError | pymysql.err.DataError):

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.string import StrDumperUnknown
 
 from related.config import RunSettings
 from related.db import lock_key
@@ -30,6 +31,7 @@ from related.db.errors import Problem
 from related.db.urls import scrub
 from related.errors import ConfigError, DatabaseError, SourceError
 
+_PLACEHOLDER = re.compile(rb"%(s|%)")
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9 _]*(\(\d+(,\d+)?\))?$")
 _TYPES = {
     "serial": "bigserial PRIMARY KEY",
@@ -76,10 +78,18 @@ class _Utf8Text(Loader):
         return bytes(data).decode("utf-8", errors="replace")
 
 
+class _Utf8Str(StrDumperUnknown):
+    """Text parameters to a SQL_ASCII database, as UTF-8 (psycopg would allow ASCII only)."""
+
+    def dump(self, obj: str) -> bytes:
+        return obj.encode("utf-8")
+
+
 class PostgresDialect(Dialect):
     name = "postgresql"
     placeholder = "%s"
-    driver_errors = (psycopg.Error,)
+    # UnicodeError: text that does not fit the connection's encoding, on either side.
+    driver_errors = (psycopg.Error, UnicodeError)
 
     def __init__(self, url: str, run: RunSettings):
         super().__init__(url, run)
@@ -101,9 +111,13 @@ class PostgresDialect(Dialect):
             text = str(exc).strip()
             first = scrub(text.splitlines()[0] if text else type(exc).__name__, url)
             raise DatabaseError(f"Cannot connect to {self.display_url}: {first}") from None
-        if self.conn.info.parameter_status("server_encoding") == b"SQL_ASCII":
+        # psycopg returns str here; older releases returned bytes.
+        encoding = self.conn.info.parameter_status("server_encoding")
+        self.sql_ascii = encoding in ("SQL_ASCII", b"SQL_ASCII")
+        if self.sql_ascii:
             for type_name in ("text", "varchar", "bpchar", "name"):
                 self.conn.adapters.register_loader(type_name, _Utf8Text)
+            self.conn.adapters.register_dumper(str, _Utf8Str)
         # Our own bounds, unless the URL's options already set them (the user's word wins).
         options = str(params.get("options", ""))
         for name, seconds in (
@@ -156,14 +170,31 @@ class PostgresDialect(Dialect):
     def cursor(self) -> Any:
         return self.conn.cursor()
 
+    def _sql(self, statement: str, params: Sequence[Any]) -> tuple[Any, Any]:
+        """The statement and parameters as psycopg takes them. A SQL_ASCII connection would
+        encode the statement as ASCII, so a Japanese word in source_where could not be sent:
+        there the statement goes as UTF-8 bytes with its values bound here, by psycopg's own
+        quoting (``sql.Literal``), and psycopg parses nothing."""
+        if not self.sql_ascii:
+            return statement, tuple(params)
+        values = iter(params)
+
+        def bind(match: re.Match[bytes]) -> bytes:
+            if match.group(1) == b"%":
+                return b"%"
+            return sql.Literal(next(values)).as_bytes(self.conn)
+
+        return _PLACEHOLDER.sub(bind, statement.encode("utf-8")), None
+
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
-        return self.conn.execute(statement, tuple(params)).rowcount
+        return self.conn.execute(*self._sql(statement, params)).rowcount
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.conn.execute(statement, tuple(params)).fetchall()
+        return self.conn.execute(*self._sql(statement, params)).fetchall()
 
     def insert_returning_id(self, statement: str, params: Sequence[Any], column: str) -> int:
-        (value,) = self.conn.execute(f"{statement} RETURNING {column}", tuple(params)).fetchone()
+        returning = self._sql(f"{statement} RETURNING {column}", params)
+        (value,) = self.conn.execute(*returning).fetchone()
         return int(value)
 
     @contextlib.contextmanager
@@ -172,12 +203,16 @@ class PostgresDialect(Dialect):
     ) -> Iterator[Streamed]:
         # A server-side cursor streams the rows instead of holding two copies in memory;
         # binary results hand over bytea as raw bytes instead of hex text to decode.
+        # (psycopg writes a server-side cursor's DECLARE in the connection's encoding: on a
+        # SQL_ASCII server the rows come through a client-side cursor instead.)
+        name = None if self.sql_ascii else "related_stream"
         with (
             self.conn.transaction(),
-            self.conn.cursor(name="related_stream", binary=binary) as cursor,
+            self.conn.cursor(name=name, binary=binary) as cursor,  # type: ignore[call-overload]
         ):
-            cursor.itersize = 2000
-            cursor.execute(statement, tuple(params))
+            if name:
+                cursor.itersize = 2000
+            cursor.execute(*self._sql(statement, params))
             columns = [c.name.lower() for c in cursor.description or ()]
             yield Streamed(columns, cursor, cursor.description)
 
@@ -248,6 +283,6 @@ class PostgresDialect(Dialect):
                 return _PROBLEMS[prefix]
         if isinstance(exc, psycopg.OperationalError) and not self.usable:
             return Problem.CONNECTION_LOST
-        if isinstance(exc, UnicodeDecodeError):
+        if isinstance(exc, UnicodeError):
             return Problem.ENCODING
         return Problem.OTHER

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import IO, Any
+from urllib.parse import quote
 
 from related.config import RunSettings
 from related.db.dialects import Dialect, Streamed
@@ -47,12 +48,20 @@ class SQLiteDialect(Dialect):
                 "DATABASE_URL: sqlite:///relative.db is relative to the working directory, "
                 "sqlite:////absolute.db is absolute."
             )
+        self._deadline = float("inf")
+        # sqlite:///blog.db?mode=ro: the URL's query goes to SQLite as URI parameters.
+        query = url.partition("?")[2]
+        target = f"file:{quote(str(self.path))}?{query}" if query else str(self.path)
         try:
             # isolation_level=None: autocommit; transactions are explicit (transaction()).
             self.conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=run.db_lock_timeout
+                target, isolation_level=None, timeout=run.db_lock_timeout, uri=bool(query)
             )
             self.conn.text_factory = _decode_text
+            if run.statement_timeout:
+                # SQLite has no statement timeout: a progress handler aborts a statement that
+                # runs past it (checked every 10,000 virtual machine steps).
+                self.conn.set_progress_handler(self._past_deadline, 10_000)
             # Fails now, not halfway, when the file is not a database.
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
@@ -62,6 +71,11 @@ class SQLiteDialect(Dialect):
                 ) from None
             raise DatabaseError(f"Cannot open SQLite database {self.path}: {exc}.") from None
         self._locks: dict[str, IO[bytes]] = {}
+
+    def recover(self) -> None:
+        # After Ctrl-C the run's outcome is recorded if the file is free within a second; the
+        # user asked to stop, and the next run marks a run left 'running' as interrupted.
+        self.conn.execute("PRAGMA busy_timeout = 1000")
 
     def _past_deadline(self) -> bool:
         return time.monotonic() > self._deadline
@@ -128,6 +142,7 @@ class SQLiteDialect(Dialect):
     # -- statements --------------------------------------------------------------------------
 
     def cursor(self) -> Any:
+        self._started()
         return contextlib.closing(self.conn.cursor())
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
@@ -139,6 +154,7 @@ class SQLiteDialect(Dialect):
         return self.conn.execute(statement, tuple(map(_param, params))).fetchall()
 
     def insert_returning_id(self, statement: str, params: Sequence[Any], column: str) -> int:
+        self._started()
         return int(self.conn.execute(statement, tuple(map(_param, params))).lastrowid)
 
     @contextlib.contextmanager
@@ -181,17 +197,38 @@ class SQLiteDialect(Dialect):
 
     @contextlib.contextmanager
     def transaction(self, *, immediate: bool = True) -> Iterator[None]:
-        # BEGIN IMMEDIATE takes the write lock now, so a second writer waits here (up to the
-        # busy timeout) instead of failing halfway; readers keep the old rows until COMMIT.
-        self._started()
-        self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
+            if immediate:
+                self._begin_immediate()
+            else:
+                self._started()
+                self.conn.execute("BEGIN")
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
         self._started()
         self.conn.execute("COMMIT")
+
+    def _begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE takes the write lock now, so a second writer waits here instead of
+        failing halfway; readers keep the old rows until COMMIT. The wait (up to
+        db_lock_timeout) is polled here, not in SQLite's busy handler, so Ctrl-C ends it at
+        once."""
+        deadline = time.monotonic() + self.run.db_lock_timeout
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.02)
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self.run.db_lock_timeout * 1000)}")
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
