@@ -73,7 +73,7 @@ def _common_options(command: Callable) -> Callable:
     command = click.option(
         "--database-url",
         default=None,
-        help="Database URL; overrides $DATABASE_URL. sqlite:///blog.db or postgresql://...",
+        help="Database URL; overrides $DATABASE_URL. sqlite:///blog.db, postgresql://... or mysql://...",
     )(command)
     return command
 
@@ -147,6 +147,7 @@ def run(
         related run --database-url postgresql://blog@db.example.com/blog --top-k 5
         related run --dry-run
         related run --preset lokka --results-layout lokka --results-table similarities
+        related run --database-url mysql://blog@db.example.com/wordpress --preset wordpress
     """
     settings = _settings(config_path, {**overrides, "database_url": database_url})
     report = run_job(

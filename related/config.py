@@ -205,9 +205,9 @@ class Settings:
     def require_database_url(self) -> str:
         if not self.database_url:
             raise ConfigError(
-                "No database given. Set DATABASE_URL (e.g. sqlite:///blog.db or "
-                "postgresql://user@host/dbname), pass --database-url, or put database_url "
-                "in the config file."
+                "No database given. Set DATABASE_URL (e.g. sqlite:///blog.db, "
+                "postgresql://user@host/dbname or mysql://user@host/dbname), pass "
+                "--database-url, or put database_url in the config file."
             )
         return self.database_url
 
