@@ -111,6 +111,8 @@ def test_edits_deletions_and_skip_when_unchanged(invoke, backend):
     backend.sql("DELETE FROM entries WHERE id = 3")
     deleted = run(invoke, backend)
     assert deleted["write"]["deleted"] >= 10 and 3 not in {r[0] for r in backend.rows()}
+    # The cache keeps a row per entry and per title (title_share): stale ones are deleted.
+    assert backend.sql("SELECT count(*) FROM related_token_cache") == [(2 * 36,)]
     assert run(invoke, backend, "--top-k", "3")["write"]["deleted"] > 0  # settings count too
 
     records = json.loads(invoke("runs", "--database-url", backend.url, "--format", "json").stdout)

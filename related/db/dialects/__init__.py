@@ -118,14 +118,9 @@ class Dialect(ABC):
     ) -> None:
         """Insert many rows fast (``table`` and ``columns`` already quoted)."""
 
-    def delete_keys(self, table: str, column: str, keys: Sequence[Any]) -> None:
-        with self.cursor() as cursor:
-            cursor.executemany(
-                f"DELETE FROM {table} WHERE {column} = {self.placeholder}", [(k,) for k in keys]
-            )
-
     @abstractmethod
-    def cursor(self) -> Any: ...
+    def delete_keys(self, table: str, column: str, keys: Sequence[Any]) -> None:
+        """DELETE the rows whose ``column`` is one of ``keys`` (both already quoted)."""
 
     def update_from(
         self, target: str, staging: str, assignments: Sequence[str], on: str, where: str

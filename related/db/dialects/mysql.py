@@ -210,9 +210,6 @@ class MySQLDialect(Dialect):
 
     # -- statements --------------------------------------------------------------------------
 
-    def cursor(self) -> Any:
-        return self.conn.cursor()
-
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
         with self.conn.cursor() as cursor:
             return int(cursor.execute(statement, tuple(map(_param, params))))

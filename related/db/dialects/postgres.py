@@ -167,9 +167,6 @@ class PostgresDialect(Dialect):
 
     # -- statements --------------------------------------------------------------------------
 
-    def cursor(self) -> Any:
-        return self.conn.cursor()
-
     def _sql(self, statement: str, params: Sequence[Any]) -> tuple[Any, Any]:
         """The statement and parameters as psycopg takes them. A SQL_ASCII connection would
         encode the statement as ASCII, so a Japanese word in source_where could not be sent:

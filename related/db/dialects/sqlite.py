@@ -141,9 +141,9 @@ class SQLiteDialect(Dialect):
 
     # -- statements --------------------------------------------------------------------------
 
-    def cursor(self) -> Any:
+    def delete_keys(self, table: str, column: str, keys: Sequence[Any]) -> None:
         self._started()
-        return contextlib.closing(self.conn.cursor())
+        self.conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(k,) for k in keys])
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
         self._started()
