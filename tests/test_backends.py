@@ -118,6 +118,14 @@ def test_edits_deletions_and_skip_when_unchanged(invoke, backend):
     records = json.loads(invoke("runs", "--database-url", backend.url, "--format", "json").stdout)
     assert [r["status"] for r in records] == ["success", "success", "success", "skipped", "success"]
     assert records[0]["rows_total"] == 36 * 3 and records[0]["entries"] == 36
+    # The last success is found however many runs were logged after it.
+    columns = "results_table, started_at, status"
+    for _ in range(60):
+        backend.sql(
+            f"INSERT INTO related_runs ({columns}) VALUES (%s, %s, %s)",
+            ("related_entries", "2026-12-03 00:00:00", "skipped"),
+        )
+    assert run(invoke, backend, "--top-k", "3")["skipped"].startswith("nothing changed since run")
     # A run that stores the same rows without the cache, into another table: identical.
     plain = run(invoke, backend, "--no-token-cache", "--results-table", "plain", "--top-k", "3")
     assert plain["cache_hits"] == 0

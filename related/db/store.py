@@ -525,24 +525,39 @@ class Store:
         self, runs_table: str, *, limit: int = 20, results_table: str | None = None
     ) -> list[RunRecord]:
         """Most recent first; [] if the run log does not exist yet."""
+        return self._runs(runs_table, limit=limit, results_table=results_table)
+
+    def _runs(
+        self,
+        runs_table: str,
+        *,
+        limit: int,
+        results_table: str | None = None,
+        status: str | None = None,
+    ) -> list[RunRecord]:
         if not self._check_table(runs_table, schema.RUN_LOG, "runs_table"):
             return []
         q, p = self.dialect.quote_part, self.dialect.placeholder
-        where = f"WHERE {q('results_table')} = {p}" if results_table else ""
-        params = (results_table, limit) if results_table else (limit,)
+        conditions = [
+            (column, value)
+            for column, value in (("results_table", results_table), ("status", status))
+            if value
+        ]
+        where = " AND ".join(f"{q(column)} = {p}" for column, _ in conditions)
+        params = (*(value for _, value in conditions), limit)
         with self._translated(f"Reading the run log {runs_table!r} failed"):
             rows = self.dialect.query(
-                f"SELECT {', '.join(map(q, RUN_COLUMNS))} FROM {self._q(runs_table)} {where} "
-                f"ORDER BY {q('run_id')} DESC LIMIT {p}",
+                f"SELECT {', '.join(map(q, RUN_COLUMNS))} FROM {self._q(runs_table)} "
+                f"{'WHERE ' + where if where else ''} ORDER BY {q('run_id')} DESC LIMIT {p}",
                 params,
             )
         return [RunRecord(*row) for row in rows]
 
     def last_successful_run(self, runs_table: str, results_table: str) -> RunRecord | None:
-        for record in self.list_runs(runs_table, limit=50, results_table=results_table):
-            if record.status == "success":
-                return record
-        return None
+        """However many skipped or failed runs came after it (a 5-minute cron on a quiet
+        blog logs hundreds)."""
+        runs = self._runs(runs_table, limit=1, results_table=results_table, status="success")
+        return runs[0] if runs else None
 
 
 # -- shared pieces, pure ---------------------------------------------------------------------
