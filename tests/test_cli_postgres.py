@@ -240,3 +240,17 @@ def test_valid_names_are_still_quoted_so_reserved_words_work(invoke, pg_url, sam
         assert result.exit_code == 0, result.output
         shown = invoke("show", "1", "--database-url", url, "--results-table", "order")
         assert shown.exit_code == 0 and len(shown.stdout.splitlines()) == 2
+
+
+def test_only_the_settings_the_url_sets_are_left_alone(pg_url):
+    from related.config import RunSettings
+    from related.db import connect
+
+    run = RunSettings(statement_timeout=300, db_lock_timeout=30)
+    # deadlock_timeout contains "lock_timeout": it must not stop the job from setting that.
+    with connect(pg_url + "?options=-c%20deadlock_timeout%3D2s", run) as db:
+        assert db.dialect.query("SHOW lock_timeout") == [("30s",)]
+        assert db.dialect.query("SHOW deadlock_timeout") == [("2s",)]
+    with connect(pg_url + "?options=-clock_timeout%3D5s%20--statement-timeout%3D7s", run) as db:
+        assert db.dialect.query("SHOW lock_timeout") == [("5s",)]
+        assert db.dialect.query("SHOW statement_timeout") == [("7s",)]

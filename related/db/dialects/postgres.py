@@ -78,6 +78,13 @@ class _Utf8Text(Loader):
         return bytes(data).decode("utf-8", errors="replace")
 
 
+def set_in_options(options: str) -> set[str]:
+    """The settings a libpq ``options`` string sets: ``-c name=value``, ``-cname=value``
+    or ``--name=value`` (names are case-insensitive; dashes in them mean underscores)."""
+    found = re.findall(r"(?:^|\s)(?:-c\s*|--)([A-Za-z0-9_.-]+)=", options)
+    return {name.lower().replace("-", "_") for name in found}
+
+
 class _Utf8Str(StrDumperUnknown):
     """Text parameters to a SQL_ASCII database, as UTF-8 (psycopg would allow ASCII only)."""
 
@@ -119,7 +126,7 @@ class PostgresDialect(Dialect):
                 self.conn.adapters.register_loader(type_name, _Utf8Text)
             self.conn.adapters.register_dumper(str, _Utf8Str)
         # Our own bounds, unless the URL's options already set them (the user's word wins).
-        options = str(params.get("options", ""))
+        options = set_in_options(str(params.get("options", "")))
         for name, seconds in (
             ("statement_timeout", run.statement_timeout),
             ("lock_timeout", run.db_lock_timeout),
