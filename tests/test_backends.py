@@ -8,6 +8,7 @@ databases) are in test_backend_failures.py."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from conftest import Backend
@@ -118,6 +119,10 @@ def test_edits_deletions_and_skip_when_unchanged(invoke, backend):
     records = json.loads(invoke("runs", "--database-url", backend.url, "--format", "json").stdout)
     assert [r["status"] for r in records] == ["success", "success", "success", "skipped", "success"]
     assert records[0]["rows_total"] == 36 * 3 and records[0]["entries"] == 36
+    with connect(backend.url) as db:
+        logged = db.list_runs("related_runs", limit=1)[0]
+    assert logged.started_at.tzinfo is not None and logged.finished_at >= logged.started_at
+    assert abs((datetime.now(UTC) - logged.finished_at).total_seconds()) < 600
     # The last success is found however many runs were logged after it.
     columns = "results_table, started_at, status"
     for _ in range(60):

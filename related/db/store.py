@@ -551,7 +551,7 @@ class Store:
                 f"{'WHERE ' + where if where else ''} ORDER BY {q('run_id')} DESC LIMIT {p}",
                 params,
             )
-        return [RunRecord(*row) for row in rows]
+        return [_run_record(row) for row in rows]
 
     def last_successful_run(self, runs_table: str, results_table: str) -> RunRecord | None:
         """However many skipped or failed runs came after it (a 5-minute cron on a quiet
@@ -561,6 +561,23 @@ class Store:
 
 
 # -- shared pieces, pure ---------------------------------------------------------------------
+
+
+def _run_record(row: Sequence[Any]) -> RunRecord:
+    """A run log row with its times as aware UTC datetimes on every backend (SQLite keeps ISO
+    text, MySQL's DATETIME has no zone: the job writes UTC to both)."""
+    record = RunRecord(*row)
+    return dataclasses.replace(
+        record, started_at=_utc(record.started_at), finished_at=_utc(record.finished_at)
+    )
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 def entry_select_columns(source: SourceSettings) -> list[tuple[str, str]]:
