@@ -45,9 +45,9 @@ from scipy.linalg import blas
 
 DEFAULT_BLOCK_CELLS = 20_000_000
 # Exact mode holds one float32 block of approximate scores, whatever the number of threads:
-# BLAS streams the whole dense part once per block, so it runs faster on taller blocks (bench/:
-# 512 rows 7-20% faster than 256 at 10k entries, 256 as fast as 192 at 100k), up to this many
-# cells (100 MB: 256 rows at 100k entries). The threads share a block in parts of a few rows.
+# BLAS streams the whole dense part once per block, so it runs faster on taller blocks (measured
+# in bench/README.md), up to this many cells, which bounds the block's memory. The threads share
+# a block in parts of a few rows.
 EXACT_BLOCK_ROWS = 512
 EXACT_BLOCK_CELLS = 25_600_000
 EXACT_PART_ROWS = 32
@@ -209,8 +209,8 @@ class _Search:
         def rare_scores(part: tuple[np.ndarray, np.ndarray]) -> None:
             approx, sources = part
             # The sources' rare columns are cut out again per part rather than kept from
-            # _split_columns: 0.65 s in all at 100k entries, where keeping them would cost
-            # 41 MB (5 M values) on top of the memory goal's margin (bench/).
+            # _split_columns: a little time instead of memory the memory goal has no margin
+            # for (both measured in bench/README.md).
             (_float32_columns(matrix[sources], is_rare) @ rare_t).toarray(out=approx)
 
         def candidates(part: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -249,8 +249,8 @@ class _Search:
         """Any sign of data: the float64 sparse product of each block, ranked vectorised."""
         if len(rows) <= self.block_rows:
             # One block (pruned mode's few leftover rows): every row times the block's rows
-            # is one pass over the matrix, cheaper than transposing it (0.5 s at 100k
-            # entries). The same products summed in the same column order: bit for bit equal.
+            # is one pass over the matrix, cheaper than transposing it (bench/README.md). The
+            # same products summed in the same column order: bit for bit equal.
             def product_of(block: np.ndarray) -> sp.coo_matrix:
                 return (self.matrix @ self.matrix[block].T).T.tocoo()
         else:

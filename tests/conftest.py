@@ -199,9 +199,6 @@ class Backend:
                     conn.executemany(
                         f"INSERT INTO {table} VALUES ({marks.replace('%s', '?')})", rows
                     )
-            elif self.name == "postgresql":
-                with conn.cursor() as cursor:
-                    cursor.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
             else:
                 with conn.cursor() as cursor:
                     cursor.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
@@ -261,43 +258,12 @@ def sample_sqlite(tmp_path: Path) -> str:
 
 
 def load_sample_into_postgres(url: str, *, id_type: str = "integer") -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE entries (id {} PRIMARY KEY, title text NOT NULL, body text NOT NULL,"
-                " tags text, category text, published boolean NOT NULL, updated_at timestamptz)"
-            ).format(sql.SQL(id_type))
-        )
-        with conn.cursor() as cur, cur.copy("COPY entries FROM STDIN") as copy:
-            for e in sample_entries():
-                entry_id = e["id"] if id_type == "integer" else f"post-{e['id']:02d}"
-                copy.write_row(
-                    (
-                        entry_id,
-                        e["title"],
-                        e["body"],
-                        e["tags"],
-                        e["category"],
-                        e["published"],
-                        e["updated_at"],
-                    )
-                )
+    Backend("postgresql", url).load_sample(id_type=id_type)
 
 
 def sqlite_rows(url: str, table: str = "related_entries") -> list[tuple]:
-    path = url[len("sqlite:///") :]
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute(
-            f'SELECT entry_id, related_entry_id, score, rank FROM "{table}" ORDER BY 1, 4'
-        ).fetchall()
-    conn.close()
-    return rows
+    return Backend("sqlite", url).rows(table)
 
 
 def pg_rows(url: str, table: str = "related_entries") -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            sql.SQL("SELECT entry_id, related_entry_id, score, rank FROM {} ORDER BY 1, 4").format(
-                sql.Identifier(table)
-            )
-        ).fetchall()
+    return Backend("postgresql", url).rows(table)

@@ -305,3 +305,10 @@ def test_a_token_cache_that_cannot_be_made_costs_a_warning_not_the_run(invoke, b
     assert result.stderr.startswith("related: Cannot use the token cache 'related_token_cache'")
     assert "The run goes on" in result.stderr and len(result.stderr.splitlines()) == 1
     assert backend.sql("SELECT count(*) FROM related_entries") == [(400,)]
+
+
+def test_the_run_log_is_declared_once_for_the_store_and_its_records():
+    from related.db import RUN_COLUMNS
+    from related.db.schema import RUN_LOG
+
+    assert RUN_LOG.names == RUN_COLUMNS

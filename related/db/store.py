@@ -79,9 +79,15 @@ class Store:
 
     def __init__(self, dialect: Dialect):
         self.dialect = dialect
-        self.run = dialect.run
-        self.url = dialect.url
-        self._cache_usable = True
+        self._cache_usable = True  # False once prepare() found the token cache unusable
+
+    @property
+    def url(self) -> str:
+        return self.dialect.url
+
+    @property
+    def run(self) -> RunSettings:
+        return self.dialect.run
 
     @property
     def display_url(self) -> str:
@@ -309,6 +315,8 @@ class Store:
         the run log inside it, so the log never claims a success that was not committed."""
         d = self.dialect
         staging = d.quote_part(schema.STAGING_TABLE)
+        # Checked again (one catalog query): the table may have changed during a long run,
+        # and library callers may not have called ensure_results_table.
         self.ensure_results_table(layout, id_type)
         try:
             with self._translated(f"Writing {layout.table!r} failed, previous results kept"):
@@ -465,7 +473,7 @@ class Store:
                 d.delete_keys(rows, q("key"), update.stale_keys)
             d.bulk_insert(terms, [q("term_id"), q("term")], update.new_terms)
             # In key order: the key is a hash, and rows inserted in hash order land all over a
-            # B-tree (InnoDB: 5x slower, half-empty pages).
+            # B-tree, slow to write and left with half-empty pages (InnoDB most of all).
             new_rows = sorted(update.new_rows, key=itemgetter(0))
             d.bulk_insert(rows, [q("key"), q("term_ids"), q("counts")], new_rows)
 

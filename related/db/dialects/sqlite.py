@@ -39,10 +39,10 @@ class SQLiteDialect(Dialect):
     driver_errors = (sqlite3.Error,)
     integer_columns_round = False
 
-    def __init__(self, url: str, run: RunSettings, *, create: bool = False):
+    def __init__(self, url: str, run: RunSettings):
         super().__init__(url, run)
         self.path = sqlite_path(url)
-        if not create and not self.path.exists():
+        if not self.path.exists():
             raise SourceError(
                 f"SQLite database {self.path} does not exist ({mask_url(url)}). Check "
                 "DATABASE_URL: sqlite:///relative.db is relative to the working directory, "
@@ -188,9 +188,6 @@ class SQLiteDialect(Dialect):
 
     def is_distinct(self, a: str, b: str) -> str:
         return f"{a} IS NOT {b}"
-
-    def create_temporary(self, name: str) -> str:
-        return f"CREATE TEMPORARY TABLE {self.quote_part(name)}"
 
     def drop_temporary(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{self.quote_part(name)}"
