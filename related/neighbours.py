@@ -287,7 +287,8 @@ class _Search:
             rows = _value_rows(partial)
             # An entry is not its own candidate. Its best per_row + 1 hold its per_row best
             # others whether or not they hold itself, so itself is dropped from those few
-            # rather than looked for among all of the product's values (2 s of CPU at 100k).
+            # rather than looked for among all of the product's values (a gather and a
+            # compare per value).
             chosen = _best_per_row(partial.indptr, rows, partial.indices, partial.data, per_row + 1)
             chosen = chosen[partial.indices[chosen] != block[rows[chosen]]]
             chosen = chosen[_rank_within(rows[chosen]) < per_row]
