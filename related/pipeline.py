@@ -429,7 +429,7 @@ def _locked_run(
         id_type = entries.id_type
         cached = read_token_cache(db, settings, timer)
         # Handed over: the tokenising stage frees each entry's text once it has taken it, and
-        # no later stage needs the text (~1 GB at 100k entries).
+        # no later stage needs the text (most of the run's memory at that point).
         handed_over = [entries]
         del entries
         counts = _count_handed_over(
@@ -443,7 +443,7 @@ def _locked_run(
         _write_token_cache(db, settings, counts.cache_update, timer)
         tfidf = weigh_terms(counts, settings, timer=timer)
         ids, cache_hits = counts.ids, counts.cache_hits
-        del counts  # the raw counts and the cache's rows (~0.4 GB at 100k entries)
+        del counts  # the raw counts and the cache's rows, before the search's peak
         related = find_related(
             tfidf, ids, settings, cache_hits=cache_hits, progress=progress, timer=timer
         )
