@@ -7,11 +7,14 @@ column, no entries), 3 another run holds the lock, 130 interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,16 @@ def _setting_options(sections: set[str]) -> Callable[[Callable], Callable]:
                 option = click.option(
                     f"{info.flag}/--no-{info.flag[2:]}", info.name, default=None, help=info.help
                 )
+            elif typing.get_origin(kind) is tuple:
+                # A list: the flag may be repeated and each value may hold several, comma-
+                # separated (--stop-words 記事 --stop-words 今回,前回): all of them are kept.
+                option = click.option(
+                    info.flag,
+                    info.name,
+                    multiple=True,
+                    callback=_joined_list,
+                    help=info.help + " Repeat the flag or separate values with commas.",
+                )
             else:
                 click_type: Any = {int: int, float: float}.get(kind, str)
                 option = click.option(
@@ -60,6 +73,12 @@ def _setting_options(sections: set[str]) -> Callable[[Callable], Callable]:
         return command
 
     return decorate
+
+
+def _joined_list(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
+    if not values:
+        return None  # not given: the setting falls through to env, file or default
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
 def _common_options(command: Callable) -> Callable:
@@ -97,27 +116,67 @@ def _progress_factory(quiet: bool) -> Callable[[str, int], Progress | NoProgress
     return lambda label, total: Progress(label, total)
 
 
+_VERBOSE_HELP = "Log each stage and its time on stderr."
+_QUIET_HELP = (
+    "Print nothing but errors: no progress, no warnings, no text report from run "
+    "(a --format json summary still goes to stdout)."
+)
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """-v / -q given after the subcommand (`related run -q`): same effect as before it."""
+    if value:
+        ctx.obj[param.name] = True
+        _set_log_level(ctx.obj)
+
+
+def _set_log_level(obj: dict[str, bool]) -> None:
+    if obj["quiet"] and obj["verbose"]:
+        raise click.UsageError("-q/--quiet and -v/--verbose exclude each other: give one.")
+    log.setLevel(
+        logging.ERROR if obj["quiet"] else logging.INFO if obj["verbose"] else logging.WARNING
+    )
+
+
+def _verbosity_options(command: Callable) -> Callable:
+    for flags, name, help_text in (
+        (("-q", "--quiet"), "quiet", _QUIET_HELP),
+        (("-v", "--verbose"), "verbose", _VERBOSE_HELP),
+    ):
+        command = click.option(
+            *flags,
+            name,
+            is_flag=True,
+            expose_value=False,
+            callback=_verbosity,
+            help=help_text,
+        )(command)
+    return command
+
+
 @click.group(cls=RelatedGroup)
 @click.version_option(__version__, prog_name="related")
-@click.option("-v", "--verbose", is_flag=True, help="Log each stage on stderr.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress or warnings on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help=_VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help=_QUIET_HELP)
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """Related entries for Japanese blogs: MeCab tokens, TF-IDF, top-k cosine neighbours.
 
     Reads the published entries from DATABASE_URL, computes each entry's most similar
     entries and writes them back to a results table in one transaction.
+
+    -q and -v work before or after the subcommand: `related -q run` = `related run -q`.
     """
-    level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("related: %(message)s"))
     log.handlers[:] = [handler]
-    log.setLevel(level)
     log.propagate = False
-    ctx.obj = {"quiet": quiet}
+    ctx.obj = {"quiet": quiet, "verbose": verbose}
+    _set_log_level(ctx.obj)
 
 
 @cli.command()
+@_verbosity_options
 @_common_options
 @click.option(
     "--dry-run", is_flag=True, help="Compute everything, print what would change, write nothing."
@@ -149,14 +208,44 @@ def run(
         related run --preset lokka --results-layout lokka --results-table similarities
         related run --database-url mysql://blog@db.example.com/wordpress --preset wordpress
     """
-    settings = _settings(config_path, {**overrides, "database_url": database_url})
-    report = run_job(
-        settings, dry_run=dry_run, force=force, progress=_progress_factory(ctx.obj["quiet"])
-    )
-    if output_format == "json":
-        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
-    else:
-        click.echo(format_report(report))
+    if output_format != "json":
+        settings = _settings(config_path, {**overrides, "database_url": database_url})
+        report = run_job(
+            settings, dry_run=dry_run, force=force, progress=_progress_factory(ctx.obj["quiet"])
+        )
+        if not ctx.obj["quiet"]:
+            click.echo(format_report(report))
+        return
+    # A pipeline keeps stdout as its artifact: it gets one JSON object whatever happens, with
+    # the same status and exit code the error line on stderr reports.
+    try:
+        settings = _settings(config_path, {**overrides, "database_url": database_url})
+        report = run_job(
+            settings, dry_run=dry_run, force=force, progress=_progress_factory(ctx.obj["quiet"])
+        )
+    except RelatedError as exc:
+        click.echo(_json({"status": "failed", "exit_code": exc.exit_code, "message": str(exc)}))
+        raise
+    except KeyboardInterrupt:
+        click.echo(_json({"status": "interrupted", "exit_code": 130, "message": "interrupted"}))
+        raise
+    except Exception as exc:  # a bug: its traceback goes to stderr, its name to the artifact
+        message = f"internal error {type(exc).__name__}; see the log (stderr)"
+        click.echo(_json({"status": "failed", "exit_code": 1, "message": message}))
+        raise
+    status = "skipped" if report.skipped else "dry_run" if report.dry_run else "success"
+    click.echo(_json({"status": status, "exit_code": 0, **report.to_dict()}))
+
+
+def _json(payload: Any) -> str:
+    """One line of JSON: ids and text as they are (not \\u-escaped), times in ISO 8601."""
+    return json.dumps(payload, ensure_ascii=False, default=_json_value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def format_report(report: RunReport) -> str:
@@ -210,6 +299,7 @@ def format_diff(diff: Any) -> list[str]:
 
 
 @cli.command()
+@_verbosity_options
 @_common_options
 @click.option("--limit", default=20, show_default=True, help="How many runs to list.")
 @_format_option
@@ -221,32 +311,51 @@ def runs(
     output_format: str,
     **overrides: Any,
 ) -> None:
-    """List recent runs from the run log, newest first.
+    """List recent runs from the run log, newest first, with the results table each wrote.
+
+    When results_table is set (flag, environment or config file), only that table's runs
+    are listed; otherwise the runs of every results table sharing the run log. Times are
+    ISO 8601 in UTC.
 
     \b
     Example:
         related runs
-        related runs --limit 5 --format json
+        related runs --results-table similarities --limit 5 --format json
     """
-    settings = _settings(config_path, {**overrides, "database_url": database_url})
+    origins: dict[str, str] = {}
+    settings = load_settings(
+        environ=os.environ,
+        config_path=config_path,
+        overrides={**overrides, "database_url": database_url},
+        origins=origins,
+    )
+    only = settings.output.results_table if "results_table" in origins else None
     with connect(settings.require_database_url(), settings.run) as db:
-        records = db.list_runs(settings.output.runs_table, limit=limit)
+        records = db.list_runs(settings.output.runs_table, limit=limit, results_table=only)
     if output_format == "json":
-        click.echo(json.dumps([r.__dict__ for r in records], ensure_ascii=False, default=str))
+        click.echo(_json([dataclasses.asdict(r) for r in records]))
         return
     if not records:
-        click.echo(f"no runs logged in {settings.output.runs_table} yet")
+        where = f" for {only}" if only else ""
+        click.echo(f"no runs{where} logged in {settings.output.runs_table} yet")
         return
+    table_width = max(len("table"), *(len(r.results_table) for r in records))
     click.echo(
-        f"{'run':>5}  {'status':<11} {'started':<25} {'entries':>7} "
+        f"{'run':>5}  {'status':<11} {'started':<25} {'table':<{table_width}} {'entries':>7} "
         f"{'+rows':>6} {'~rows':>6} {'-rows':>6}  message"
     )
     for r in records:
         click.echo(
-            f"{r.run_id:>5}  {r.status:<11} {str(r.started_at)[:25]:<25} "
-            f"{_blank(r.entries):>7} {_blank(r.rows_inserted):>6} {_blank(r.rows_updated):>6} "
+            f"{r.run_id:>5}  {r.status:<11} {_iso(r.started_at):<25} "
+            f"{r.results_table:<{table_width}} {_blank(r.entries):>7} "
+            f"{_blank(r.rows_inserted):>6} {_blank(r.rows_updated):>6} "
             f"{_blank(r.rows_deleted):>6}  {r.message or ''}"
         )
+
+
+def _iso(value: Any) -> str:
+    """2026-12-04T05:06:07+00:00: the run log's times are aware UTC datetimes."""
+    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else str(value)
 
 
 def _blank(value: Any) -> str:
@@ -254,6 +363,7 @@ def _blank(value: Any) -> str:
 
 
 @cli.command(name="eval")
+@_verbosity_options
 @_common_options
 @click.option(
     "--truth",
@@ -308,6 +418,7 @@ def evaluate_command(
 
 
 @cli.command()
+@_verbosity_options
 @click.argument("entry_a")
 @click.argument("entry_b")
 @_common_options
@@ -344,6 +455,7 @@ def explain(
 
 
 @cli.command(name="config")
+@_verbosity_options
 @_common_options
 @_format_option
 @_setting_options({"source", "tokenizer", "vectors", "neighbours", "output", "run"})
@@ -382,6 +494,7 @@ def show_config(
 
 
 @cli.command()
+@_verbosity_options
 @click.argument("entry_id")
 @_common_options
 @_format_option
@@ -426,6 +539,7 @@ def format_neighbours(entry_id: Any, title: str | None, neighbours: list) -> str
 
 
 @cli.command()
+@_verbosity_options
 @click.option(
     "--database-url",
     default="sqlite:///related-demo.db",

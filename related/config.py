@@ -4,6 +4,10 @@ Every setting has ONE name used everywhere: the field ``top_k`` is the TOML key 
 its section, ``[neighbours]``), the environment variable ``RELATED_TOP_K`` and the flag
 ``--top-k``. The database URL is the exception users expect: ``DATABASE_URL``.
 
+An environment variable that is set but empty (or blank) counts as unset, for every setting:
+the value falls through to the config file or the default. To clear a file's value, edit the
+file or pass the flag.
+
 Nothing here reads the environment or the disk at import time; ``load_settings`` is given the
 environment and the overrides explicitly, so tests and library users control every input.
 """
@@ -281,11 +285,14 @@ def load_settings(
     infos = {info.name: info for info in setting_infos()}
     for name, info in infos.items():
         raw = environ.get(info.env_var)
-        if raw is not None:
+        # Empty means unset, for every variable alike: `RELATED_TOP_K=` in a compose file or a
+        # CI matrix that leaves a value out must not silently replace the config file's value
+        # (a blank RELATED_SOURCE_WHERE used to drop the file's filter and publish drafts).
+        if raw is not None and raw.strip():
             values[name] = _parse_env_value(info, raw)
             origin[name] = f"env {info.env_var}"
     for variable in ("RELATED_DATABASE_URL", "DATABASE_URL"):
-        if environ.get(variable):
+        if environ.get(variable, "").strip():
             database_url = environ[variable]
             origin["database_url"] = f"env {variable}"
 
@@ -330,6 +337,12 @@ def _read_config_file(path: Path) -> dict[str, Any]:
             values[key] = value
             continue
         if key not in SECTIONS:
+            if key in infos:
+                raise ConfigError(
+                    f"{path}: {key} must be in its section: put it under "
+                    f"[{infos[key].section}]. Top-level keys are database_url and the "
+                    f"sections {', '.join(SECTIONS)}."
+                )
             raise ConfigError(
                 f"{path}: unknown key {key!r}.{_did_you_mean(key, [*SECTIONS, 'database_url'])} "
                 f"Top-level keys are database_url and the sections {', '.join(SECTIONS)}."
@@ -339,6 +352,16 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         allowed = [f.name for f in dataclasses.fields(SECTIONS[key])]
         for name, item in value.items():
             if name not in allowed:
+                if name in infos:  # a real setting, in the wrong section
+                    raise ConfigError(
+                        f"{path}: {name} belongs in [{infos[name].section}], not in [{key}]. "
+                        f"Move it under [{infos[name].section}]."
+                    )
+                if name == "database_url":
+                    raise ConfigError(
+                        f"{path}: database_url is a top-level key, not a setting of [{key}]. "
+                        "Move it above the first [section]."
+                    )
                 raise ConfigError(
                     f"{path}: unknown setting {name!r} in [{key}].{_did_you_mean(name, allowed)} "
                     f"Settings of [{key}]: {', '.join(allowed)}."
@@ -357,7 +380,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def _parse_env_value(info: SettingInfo, raw: str) -> Any:
-    """Environment values are strings: lists are comma-separated, '' unsets an optional."""
+    """Environment values are strings (never empty here: empty means unset); lists are
+    comma-separated."""
     kind = _base_type(info.type)
     if kind is tuple:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -366,8 +390,8 @@ def _parse_env_value(info: SettingInfo, raw: str) -> Any:
         if lowered in _TRUE | _FALSE:
             return lowered in _TRUE
         raise ConfigError(f"{info.env_var}={raw!r} is not a boolean. Use true or false.")
-    if raw == "" and _is_optional(info.type):
-        return None
+    if kind in (int, float):
+        raw = raw.strip()
     return _coerce(info, raw, origin=info.env_var)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from related import __version__
+from related.config import setting_infos
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -367,6 +368,16 @@ def test_pipeline_example_passes_the_database_url_by_name(example: Path):
     text = example.read_text(encoding="utf-8")
     assert re.search(r"docker run --rm -e DATABASE_URL\s", text)
     assert "DATABASE_URL=$" not in text and "DATABASE_URL=${" not in text
+
+
+@pytest.mark.parametrize("example", [GITHUB_WORKFLOW, CIRCLECI_CONFIG], ids=lambda p: p.parent.name)
+def test_pipeline_example_leaves_the_settings_to_the_config_file(example: Path):
+    # The environment beats the config file: a RELATED_TOP_K set in the example would silently
+    # replace the top_k a user writes in .related/related.toml.
+    text = example.read_text(encoding="utf-8")
+    setting_names = {info.env_var for info in setting_infos()}
+    assert setting_names & set(re.findall(r"\bRELATED_[A-Z_]+\b", text)) == set()
+    assert "RELATED_CONFIG=/config/related.toml" in text
 
 
 # ---------------------------------------------------------------------------------------------
