@@ -21,7 +21,13 @@ from typing import Any
 import click
 
 from related import __version__
-from related.config import Settings, SourceSettings, load_settings, setting_infos
+from related.config import (
+    Settings,
+    SourceSettings,
+    load_settings,
+    setting_infos,
+    settings_toml,
+)
 from related.db import ResultsLayout, connect, mask_url
 from related.errors import RelatedError
 from related.pipeline import RunReport, run_job
@@ -464,7 +470,8 @@ def show_config(
 ) -> None:
     """Print every setting as the job would use it, and where its value came from.
 
-    The database password is masked. Useful to check what a CI job or container really sees.
+    The text form is a TOML document a config file could hold (unset settings commented
+    out); the database password is masked. Useful to check what a CI job or container sees.
 
     \b
     Example:
@@ -487,10 +494,7 @@ def show_config(
         payload = {name: {"value": value, "from": origin} for name, value, origin in rows}
         click.echo(json.dumps(payload, ensure_ascii=False))
         return
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, origin in rows:
-        shown = ",".join(value) if isinstance(value, tuple) else value
-        click.echo(f"{name:<{width}}  {shown!s:<30}  ({origin})")
+    click.echo(settings_toml(settings, origins, database_url=url or ""))
 
 
 @cli.command()

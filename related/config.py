@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 import tomllib
 import typing
@@ -437,6 +438,47 @@ def _base_type(tp: Any) -> type:
         return tuple
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     return args[0] if args else tp
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings written back as TOML (`related config`)
+
+
+def toml_value(value: Any) -> str:
+    """A value as TOML writes it: true, 10, 0.3, "text", ["名詞"]. None has no TOML form."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # A JSON string is a valid TOML basic string: the same escapes, \uXXXX included.
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def settings_toml(settings: Settings, origins: Mapping[str, str], *, database_url: str) -> str:
+    """Every setting as a TOML document a config file could hold, with where each value came
+    from as a comment. Unset optional settings are commented out (TOML has no null).
+    ``database_url`` is given as it may be shown (password masked)."""
+    lines = [
+        "# Settings as related would use them; after each, where its value came from.",
+        _toml_line("database_url", database_url or None, origins.get("database_url", "not set")),
+    ]
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        for info in setting_infos():
+            if info.section == section:
+                value = getattr(getattr(settings, section), info.name)
+                lines.append(_toml_line(info.name, value, origins.get(info.name, "default")))
+    return "\n".join(lines)
+
+
+def _toml_line(name: str, value: Any, origin: str) -> str:
+    if value is None:
+        return f"# {name} is not set"
+    return f"{name} = {toml_value(value)}  # {origin}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -123,12 +123,23 @@ def test_config_command_shows_values_origins_and_masks_the_password(invoke, tmp_
     assert shown["results_table"] == {"value": "related_entries", "from": "default"}
     text = invoke("config", env=env).stdout
     assert "s3cret" not in text
-    assert text.splitlines()[0].split() == [
-        "database_url",
-        "postgresql://blog:***@db/blog",
-        "(env",
-        "DATABASE_URL)",
-    ]
+    assert 'database_url = "postgresql://blog:***@db/blog"  # env DATABASE_URL' in text
+    assert "top_k = 7  # file related.toml" in text
+    assert "# tags_column is not set" in text
+
+
+def test_config_text_is_toml_a_config_file_can_hold(invoke, tmp_path):
+    # Values as TOML writes them (true, ["a"], "x"), not as Python prints them (True, ('a',),
+    # None); pasted into a file, they give the same settings back.
+    env = {"RELATED_SUBLINEAR_TF": "false", "RELATED_SOURCE_WHERE": "status = 'ok' AND x <> \"y\""}
+    text = invoke("config", "--stop-words", "記事,今回", "--top-k", "4", env=env).stdout
+    assert "None" not in text and "True" not in text and "False" not in text
+    assert "sublinear_tf = false  # env RELATED_SUBLINEAR_TF" in text
+    write(tmp_path / "pasted.toml", text)
+    pasted = load_settings(environ={}, config_path=tmp_path / "pasted.toml")
+    assert pasted == load_settings(
+        environ=env, overrides={"stop_words": ("記事", "今回"), "top_k": 4}
+    )
 
 
 def test_neighbour_modes_match_the_library():
