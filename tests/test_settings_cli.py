@@ -225,3 +225,26 @@ def test_runs_shows_and_filters_by_results_table_with_iso_times(invoke, backend:
     assert datetime.fromisoformat(started).tzinfo is not None
     text = invoke("runs", "--database-url", backend.url).stdout
     assert "related_entries" in text and "other_related" in text
+
+
+def test_skip_when_unchanged_remembers_a_success_older_than_many_runs(sample_sqlite):
+    # A 5-minute cron on a quiet blog logs a skipped run every time; the last success must
+    # still be found after any number of them (only the last 50 runs used to be searched).
+    settings = load_settings(
+        environ={},
+        overrides={"database_url": sample_sqlite, "tags_column": "tags", "workers": 1},
+    )
+    first = run_job(settings)
+    assert first.write is not None
+    for _ in range(60):
+        assert run_job(settings).skipped
+    other = load_settings(
+        environ={},
+        overrides={"database_url": sample_sqlite, "results_table": "other", "workers": 1},
+    )
+    run_job(other)  # a second results table sharing the run log
+    assert (
+        run_job(settings).skipped
+        == f"nothing changed since run {first.run_id} "
+        + (run_job(settings).skipped.split(f"run {first.run_id} ", 1)[1])
+    )
