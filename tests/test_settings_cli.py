@@ -243,8 +243,5 @@ def test_skip_when_unchanged_remembers_a_success_older_than_many_runs(sample_sql
         overrides={"database_url": sample_sqlite, "results_table": "other", "workers": 1},
     )
     run_job(other)  # a second results table sharing the run log
-    assert (
-        run_job(settings).skipped
-        == f"nothing changed since run {first.run_id} "
-        + (run_job(settings).skipped.split(f"run {first.run_id} ", 1)[1])
-    )
+    skipped = run_job(settings).skipped
+    assert skipped and skipped.startswith(f"nothing changed since run {first.run_id} (")
